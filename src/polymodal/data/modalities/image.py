@@ -1,0 +1,65 @@
+"""Images: decode (Pillow) or take an array, resize, scale to [0, 1], normalise. Output (C, H, W)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field
+
+from polymodal.errors import DataError
+from polymodal.registry import MODALITIES
+
+
+@dataclass
+class ImagePreprocessing:
+    """Recipe keys under ``preprocessing`` for an image input."""
+
+    size: Annotated[int, Field(ge=4, le=1024)] = 28
+    channels: Literal[1, 3] = 1
+    mean: float = 0.5
+    std: Annotated[float, Field(gt=0)] = 0.5
+    # Refuse images above this many pixels before decoding them (decompression-bomb guard).
+    max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+
+
+@MODALITIES.register("image", ImagePreprocessing)
+class ImageTransform:
+    """Decode a path or take a uint8 array, resize to size×size, return a (C, H, W) float tensor."""
+
+    def __init__(self, size: int, channels: int, mean: float, std: float, max_pixels: int) -> None:
+        self.size, self.channels, self.mean, self.std = size, channels, mean, std
+        self.max_pixels = max_pixels
+
+    def read(self, value: Any) -> Image.Image:
+        if isinstance(value, np.ndarray):
+            arr = value if value.dtype == np.uint8 else np.clip(value, 0, 255).astype(np.uint8)
+            return Image.fromarray(arr)
+        if isinstance(value, Image.Image):
+            return value
+        path = Path(value)
+        if not path.is_file():
+            raise DataError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as img:
+                if img.width * img.height > self.max_pixels:
+                    raise DataError(
+                        f"image {path} is {img.width}×{img.height} pixels, over max_pixels={self.max_pixels}; "
+                        "downscale it or raise preprocessing.max_pixels"
+                    )
+                img.load()
+                return img.copy()
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+            raise DataError(f"cannot decode image {path}: {exc}; check it is a PNG/JPEG/WebP/BMP file") from None
+
+    def __call__(self, value: Any) -> torch.Tensor:
+        img = self.read(value).convert("L" if self.channels == 1 else "RGB")
+        if img.size != (self.size, self.size):
+            img = img.resize((self.size, self.size), Image.BILINEAR)
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
+        return (x - self.mean) / self.std

@@ -1,0 +1,96 @@
+"""Manifest tables (CSV, Parquet, JSONL) and the deterministic stratified split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polymodal.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Table:
+    """Examples as a data frame; string cells of file modalities resolve against ``base_dir``.
+
+    Args:
+        frame: One row per example; columns hold values, arrays or file paths.
+        label: Name of the target column.
+        base_dir: Folder that relative file paths are relative to (the manifest's folder).
+        split: Optional column holding ``train``/``val``/``test`` per row (an official split).
+        source: Where the rows came from, for logs and the run record.
+    """
+
+    frame: pd.DataFrame
+    label: str
+    base_dir: Path | None = None
+    split: str | None = None
+    source: str = ""
+
+    def require(self, columns: list[str], where: str) -> None:
+        missing = [c for c in columns if c not in self.frame.columns]
+        if missing:
+            raise DataError(
+                f"{where} has no column {', '.join(repr(c) for c in missing)} "
+                f"(columns: {', '.join(map(str, self.frame.columns))}); fix the recipe's column names"
+            )
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, Parquet or JSONL manifest; errors say which file and what is wrong."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"table not found: {p}; give a CSV, Parquet or JSONL file path")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""])
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        if suffix in (".jsonl", ".ndjson"):
+            return pd.read_json(p, lines=True)
+    except ImportError as exc:
+        raise DataError(f"reading {p} needs an extra package: {exc}; run pip install 'polymodal[parquet]'") from None
+    except (ValueError, pd.errors.ParserError, OSError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read table {p}: {first}") from None
+    raise DataError(f"table {p}: unsupported extension '{suffix}'; use .csv, .tsv, .parquet or .jsonl")
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
+    """Assign each row to train/val/test, keeping class proportions; same inputs give the same split.
+
+    Classes are visited in sorted order and shuffled with one seeded generator, so the result depends only
+    on the label sequence, the fractions and the seed.
+    """
+    labels = np.asarray(labels)
+    out = np.full(len(labels), "train", dtype=object)
+    rng = np.random.default_rng(seed)
+    for cls in sorted(set(labels.tolist()), key=str):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = int(round(len(idx) * test_fraction))
+        n_val = int(round(len(idx) * val_fraction))
+        out[idx[:n_test]] = "test"
+        out[idx[n_test : n_test + n_val]] = "val"
+    return out
+
+
+def assign_splits(table: Table, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
+    """Use the table's split column when it has one (carving val out of train if absent), else stratify."""
+    labels = table.frame[table.label].astype(str).to_numpy()
+    if table.split is None:
+        return stratified_split(labels, val_fraction, test_fraction, seed)
+    split = table.frame[table.split].astype(str).str.lower().to_numpy().astype(object)
+    bad = sorted(set(split.tolist()) - set(SPLITS))
+    if bad:
+        raise DataError(f"split column '{table.split}' has values {bad}; allowed: train, val, test")
+    if "val" not in set(split.tolist()):
+        train = np.flatnonzero(split == "train")
+        frac = val_fraction / max(1e-9, 1.0 - test_fraction)
+        sub = stratified_split(labels[train], frac, 0.0, seed)
+        split[train[sub == "val"]] = "val"
+    return split

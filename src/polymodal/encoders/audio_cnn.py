@@ -1,0 +1,56 @@
+"""A CNN over a (1, F, T) log-mel or MFCC map; frequency kept as features, time pooled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from polymodal.encoders.blocks import conv_stack
+from polymodal.registry import ENCODERS
+
+
+@dataclass
+class AudioCNNConfig:
+    """Recipe keys for ``encoder: {name: audio_cnn}``."""
+
+    width: Annotated[int, Field(ge=1)] = 32
+    depth: Annotated[int, Field(ge=1, le=6)] = 2
+    out_dim: Annotated[int, Field(ge=1)] = 128
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+
+
+@ENCODERS.register("audio_cnn", AudioCNNConfig)
+class AudioCNN(nn.Module):
+    """2-D CNN over spectrogram-like features (B, 1, F, T) returning (B, out_dim).
+
+    After the conv stages each time step keeps all its channels × frequency bands as features (averaging over
+    frequency would discard the spectral shape that tells phonemes apart). Time is pooled with mean and max
+    together: a spoken word fills only part of the padded frames, and max-pooling keeps its evidence from
+    being averaged away by the silence.
+
+    Args:
+        in_shape: One example's shape (1, F, T).
+        width: Channels of the first stage; each further stage doubles them.
+        depth: Number of conv stages (each halves F and T).
+        out_dim: Embedding width D.
+        dropout: Dropout before the projection.
+    """
+
+    EXAMPLE_IN_SHAPE = (1, 13, 40)
+
+    def __init__(self, in_shape: tuple[int, ...], width: int, depth: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.features, channels = conv_stack(in_shape[0], width, depth)
+        bands = in_shape[1] // 2**depth
+        if bands < 1:
+            raise ValueError(f"audio_cnn: {in_shape[1]} feature bands cannot be halved {depth} times; lower depth")
+        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * channels * bands, out_dim), nn.ReLU())
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x).flatten(1, 2)  # (B, C'·F', T')
+        return self.proj(torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1))  # (B, D)

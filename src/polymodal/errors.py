@@ -1,0 +1,32 @@
+"""Typed errors for every failure a user can cause.
+
+Each message is one line that names the offending thing and says what to do. The CLI prints
+``error: <message>`` and exits with status 2; the library only raises.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class PolymodalError(Exception):
+    """Base class: a failure caused by input the user controls (recipe, data, run directory)."""
+
+
+class ConfigError(PolymodalError):
+    """A recipe key or value is wrong."""
+
+
+class DataError(PolymodalError):
+    """A data file or table is missing, unreadable or malformed."""
+
+
+class CheckpointError(PolymodalError):
+    """A run directory or checkpoint is missing, incomplete or incompatible."""
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """Return ``" — did you mean 'x'?"`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" — did you mean '{close[0]}'?" if close else ""

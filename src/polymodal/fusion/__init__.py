@@ -1,0 +1,1 @@
+"""Fusions: ``forward(embeddings: dict[str, Tensor]) -> Tensor`` over sorted keys, attribute ``out_dim``."""

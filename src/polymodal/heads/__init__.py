@@ -1,0 +1,1 @@
+"""Heads: ``forward(h) -> logits`` and ``loss(logits, target)``."""

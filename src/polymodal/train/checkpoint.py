@@ -1,0 +1,128 @@
+"""Crash-safe checkpoints: safetensors for tensors, JSON for everything else, never pickle.
+
+Layout under ``<run>/checkpoints/``: ``step-000123/`` folders (``model.safetensors``, ``optim.safetensors``,
+``state.json``) and a ``latest`` file naming the newest complete one. A folder is written under a temporary
+name and renamed when complete; ``latest`` is replaced atomically after that, so a kill at any moment leaves
+the previous checkpoint intact and pointed to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from polymodal.errors import CheckpointError
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file + rename (readers never see half a file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Model weights to ``path`` (safetensors) atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    try:
+        state = load_file(str(path))
+    except (FileNotFoundError, SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {path}: {exc}; the run may be incomplete — retrain") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"weights {path} do not fit the model built from its recipe: {first}") from None
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (for safetensors) and JSON-able metadata."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{pid}.{k}"] = v.detach().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    for pid, extra in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(extra)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(ckpt_root: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
+                    state: dict[str, Any], keep: int = 2) -> Path:
+    """Write a complete checkpoint for ``step`` and point ``latest`` at it; keep the newest ``keep``."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp-"))
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    tensors, meta = optimizer_to_flat(opt)
+    tensors["__rng__"] = torch.get_rng_state()
+    save_file(tensors, str(tmp / "optim.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}), encoding="utf-8")
+    for f in tmp.iterdir():
+        with open(f, "rb+") as fh:
+            os.fsync(fh.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(ckpt_root)
+    atomic_write_text(ckpt_root / "latest", final.name + "\n")
+    old = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir())[:-keep]
+    for p in old:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in ckpt_root.glob(".tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(ckpt_root: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model, optimizer and RNG from ``latest``; returns the trainer state dict."""
+    pointer = ckpt_root / "latest"
+    if not pointer.is_file():
+        raise CheckpointError(f"no checkpoint in {ckpt_root}; start without --resume")
+    folder = ckpt_root / pointer.read_text(encoding="utf-8").strip()
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / "optim.safetensors"))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"checkpoint {folder} is unreadable ({exc}); delete it and resume again") from None
+    load_weights(model, folder / "model.safetensors")
+    torch.set_rng_state(tensors.pop("__rng__"))
+    optimizer_from_flat(opt, tensors, state.pop("optimizer"))
+    return state

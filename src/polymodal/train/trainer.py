@@ -1,0 +1,169 @@
+"""The training loop: plain, seeded, resumable.
+
+Per step: forward under optional bf16 autocast, head loss, backward, gradient clipping, optimiser step with
+the scheduled learning rate. Per epoch: validation, ``metrics.jsonl`` line, best weights kept, early
+stopping. Every ``checkpoint_every`` steps a crash-safe checkpoint; ``resume=True`` continues from it,
+skipping the batches of the interrupted epoch that were already used (the epoch order is a function of the
+seed and the epoch number, so it is the same after a restart).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from polymodal.config import TrainerConfig
+from polymodal.data.dataset import collate
+from polymodal.evaluate.metrics import classification_metrics
+from polymodal.model import MultimodalModel
+from polymodal.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from polymodal.train.optim import build_optimizer, lr_at
+
+log = logging.getLogger(__name__)
+Callback = Callable[..., None]
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` leaves behind: the best epoch and its validation metrics."""
+
+    best_epoch: int
+    best_val: dict[str, Any]
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+class Trainer:
+    """Trains a :class:`MultimodalModel` and writes weights, checkpoints and metrics to ``run_dir``.
+
+    Args:
+        model: The model to train (its head supplies the loss).
+        cfg: Trainer settings from the recipe.
+        run_dir: Output folder (``weights.safetensors``, ``metrics.jsonl``, ``checkpoints/``).
+        seed: Seed for initial RNG and the per-epoch shuffle.
+        callback: Optional ``callback(event, **info)`` for progress display; the library itself never prints.
+    """
+
+    def __init__(self, model: MultimodalModel, cfg: TrainerConfig, run_dir: Path, seed: int,
+                 callback: Callback | None = None) -> None:
+        self.model, self.cfg, self.run_dir, self.seed = model, cfg, Path(run_dir), seed
+        self.callback = callback or (lambda event, **info: None)
+        self.optimizer = build_optimizer(model, cfg)
+        self.ckpt_root = self.run_dir / "checkpoints"
+        self.weights_path = self.run_dir / "weights.safetensors"
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+
+    def _loader(self, ds: Dataset, batches: list[list[int]]) -> DataLoader:
+        return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=0)
+
+    @torch.no_grad()
+    def predict(self, ds: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Probabilities (N, K), targets (N,) and mean loss over ``ds``."""
+        self.model.eval()
+        bs = batch_size or max(self.cfg.batch_size, 128)
+        batches = [list(range(i, min(i + bs, len(ds)))) for i in range(0, len(ds), bs)]
+        probs, targets, loss_sum = [], [], 0.0
+        for inputs, y in self._loader(ds, batches):
+            with self.autocast():
+                logits = self.model(inputs)
+            loss_sum += float(self.model.head.loss(logits, y)) * len(y)
+            probs.append(self.model.head.predict(logits))
+            targets.append(y)
+        return torch.cat(probs).numpy(), torch.cat(targets).numpy(), loss_sum / max(1, len(ds))
+
+    def evaluate(self, ds: Dataset, class_names: list[str]) -> dict[str, Any]:
+        probs, y, loss = self.predict(ds)
+        metrics = classification_metrics(y, probs.argmax(1), len(class_names), class_names)
+        return {"loss": loss, **metrics}
+
+    def fit(self, train_ds: Dataset, val_ds: Dataset, class_names: list[str], resume: bool = False) -> FitResult:
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+        total_steps = steps_per_epoch * cfg.epochs
+        sign = -1.0 if cfg.monitor == "loss" else 1.0  # compare as "higher is better"
+        st: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "best": -math.inf, "best_epoch": -1,
+                              "bad_epochs": 0, "best_val": {}, "seconds": 0.0}
+        if resume:
+            st = load_checkpoint(self.ckpt_root, self.model, self.optimizer)
+            log.info("resumed at epoch %d batch %d (step %d)", st["epoch"], st["batch"], st["step"])
+        else:
+            torch.manual_seed(self.seed)
+        metrics_log = self.run_dir / "metrics.jsonl"
+        if not resume and metrics_log.exists():
+            metrics_log.unlink()
+        t_start = time.perf_counter() - st["seconds"]
+        stopped_early = False
+        while st["epoch"] < cfg.epochs:
+            epoch = st["epoch"]
+            order = epoch_order(len(train_ds), self.seed, epoch)
+            batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            self.callback("epoch_start", epoch=epoch, epochs=cfg.epochs, batches=len(batches), done=st["batch"])
+            self.model.train()
+            loss_sum, seen = st.get("loss_sum", 0.0), st.get("seen", 0)
+            for inputs, y in self._loader(train_ds, batches[st["batch"] :]):
+                lr = lr_at(st["step"], total_steps, cfg)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with self.autocast():
+                    logits = self.model(inputs)
+                loss = self.model.head.loss(logits, y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {float(loss)} at step {st['step']}; lower trainer.lr")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                st["step"] += 1
+                st["batch"] += 1
+                loss_sum, seen = loss_sum + float(loss) * len(y), seen + len(y)
+                self.callback("batch", step=st["step"], loss=float(loss), lr=lr)
+                if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0 and st["batch"] < len(batches):
+                    st.update(loss_sum=loss_sum, seen=seen, seconds=time.perf_counter() - t_start)
+                    save_checkpoint(self.ckpt_root, st["step"], self.model, self.optimizer, st)
+            val = self.evaluate(val_ds, class_names)
+            row = {"epoch": epoch + 1, "step": st["step"], "train_loss": loss_sum / max(1, seen),
+                   "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
+                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t_start, 3)}
+            with open(metrics_log, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            score = sign * val[cfg.monitor]
+            improved = score > st["best"]
+            if improved:
+                st.update(best=score, best_epoch=epoch + 1, bad_epochs=0,
+                          best_val={k: v for k, v in val.items() if not isinstance(v, (dict, list))})
+                save_weights(self.model, self.weights_path)
+            else:
+                st["bad_epochs"] += 1
+            self.callback("epoch_end", epoch=epoch, metrics=row, improved=improved)
+            st.update(epoch=epoch + 1, batch=0, loss_sum=0.0, seen=0, seconds=time.perf_counter() - t_start)
+            stopped_early = bool(cfg.patience) and st["bad_epochs"] >= cfg.patience
+            if stopped_early:
+                st["epoch"] = cfg.epochs  # a resumed run must not train on past the stop
+            save_checkpoint(self.ckpt_root, st["step"], self.model, self.optimizer, st)
+            if stopped_early:
+                log.info("early stop after epoch %d: no %s gain for %d epochs", epoch + 1, cfg.monitor, cfg.patience)
+                break
+        load_weights(self.model, self.weights_path)
+        return FitResult(st["best_epoch"], st["best_val"], st["epoch"], stopped_early,
+                         time.perf_counter() - t_start)
