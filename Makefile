@@ -1,0 +1,31 @@
+# Two set-up commands on a fresh machine: `make demo` (main job) and `make test` (test suite).
+# Each creates .venv and installs what it needs. torch is pinned: on the dev/CI box pip finds a local
+# CPU wheel for 2.13.0 (an unpinned torch would pull GBs of CUDA).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-all lint clean
+
+demo: $(VENV)/.installed
+	$(BIN)/polymodal train
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+test-all: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m ""
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
