@@ -28,7 +28,7 @@ class ProgressView:
     """Turns trainer events into one rich progress bar per epoch."""
 
     def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=out)
         self.task: Any = None
         self.model = ""

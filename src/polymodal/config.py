@@ -91,6 +91,7 @@ class Recipe:
     fusion: Any = "concat"
     head: Any = "classification"
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    modality_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     seed: NonNegInt = 0
 
     def input(self, name: str) -> InputSpec:
@@ -275,6 +276,7 @@ def recipe_to_dict(recipe: Recipe) -> dict:
             for s in recipe.inputs
         ],
         "fusion": comp(recipe.fusion),
+        "modality_dropout": recipe.modality_dropout,
         "head": comp(recipe.head),
         "trainer": dataclasses.asdict(recipe.trainer),
     }

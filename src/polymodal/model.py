@@ -16,19 +16,41 @@ class MultimodalModel(nn.Module):
         encoders: ``{input name: encoder}``; each has ``out_dim``.
         fusion: Module mapping ``{name: (B, D)}`` to (B, D_f).
         head: Module mapping (B, D_f) to logits, with ``loss``.
+        modality_dropout: Training-time probability that a sample loses one (random) input's embedding.
+            Joint training otherwise lets the modality that is learnt fastest drive the loss to zero, and
+            the other encoders stop receiving gradient; dropping inputs keeps each one predictive alone.
     """
 
-    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, head: nn.Module) -> None:
+    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, head: nn.Module,
+                 modality_dropout: float = 0.0) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
         self.head = head
+        self.modality_dropout = modality_dropout
 
     def embed(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: enc(inputs[name]) for name, enc in self.encoders.items()}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(self.fusion(self.embed(inputs)))  # (B, K)
+        embeddings = self.embed(inputs)
+        if self.training and self.modality_dropout > 0 and len(embeddings) > 1:
+            embeddings = drop_modalities(embeddings, self.modality_dropout)
+        return self.head(self.fusion(embeddings))  # (B, K)
+
+
+def drop_modalities(embeddings: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
+    """Zero one randomly chosen input's embedding in a fraction ``p`` of the samples (never all inputs)."""
+    names = sorted(embeddings)
+    b = next(iter(embeddings.values())).shape[0]
+    victim = torch.randint(len(names), (b,))
+    hit = torch.rand(b) < p  # (B,)
+    out = {}
+    for i, name in enumerate(names):
+        keep = ~(hit & (victim == i))
+        e = embeddings[name]
+        out[name] = e * keep.view(-1, *([1] * (e.ndim - 1))).to(e.dtype)
+    return out
 
 
 def build_model(recipe: Recipe, in_shapes: dict[str, tuple[int, ...]], num_classes: int) -> MultimodalModel:
@@ -39,4 +61,4 @@ def build_model(recipe: Recipe, in_shapes: dict[str, tuple[int, ...]], num_class
                            in_dims={k: e.out_dim for k, e in encoders.items()}, num_outputs=num_classes)
     head = HEADS.build(recipe.head.name, recipe.head.params, in_dim=fusion.out_dim, num_classes=num_classes,
                        project=not fusion.emits_logits)
-    return MultimodalModel(encoders, fusion, head)
+    return MultimodalModel(encoders, fusion, head, recipe.modality_dropout)

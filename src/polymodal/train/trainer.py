@@ -136,8 +136,9 @@ class Trainer:
                 self.optimizer.step()
                 st["step"] += 1
                 st["batch"] += 1
-                loss_sum, seen = loss_sum + float(loss) * len(y), seen + len(y)
-                self.callback("batch", step=st["step"], loss=float(loss), lr=lr)
+                batch_loss = loss.item()
+                loss_sum, seen = loss_sum + batch_loss * len(y), seen + len(y)
+                self.callback("batch", step=st["step"], loss=batch_loss, lr=lr)
                 if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0 and st["batch"] < len(batches):
                     st.update(loss_sum=loss_sum, seen=seen, seconds=time.perf_counter() - t_start)
                     save_checkpoint(self.ckpt_root, st["step"], self.model, self.optimizer, st)
