@@ -40,6 +40,7 @@ class RunResult:
     best_epoch: int
     seconds: float
     data_source: str
+    skipped: int = 0
 
 
 def default_run_dir(recipe: Recipe, root: str | Path = "runs") -> Path:
@@ -63,8 +64,13 @@ def environment() -> dict[str, Any]:
             git = {"commit": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"python": platform.python_version(), "platform": platform.platform(), "versions": versions,
-            "git": git or None, "torch_threads": torch.get_num_threads()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "git": git or None,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def as_recipe(recipe: Recipe | str | Path | dict, overrides: tuple[str, ...] = ()) -> Recipe:
@@ -75,8 +81,12 @@ def as_recipe(recipe: Recipe | str | Path | dict, overrides: tuple[str, ...] = (
     return load_recipe(recipe, overrides)
 
 
-def train(recipe: Recipe | str | Path | dict, run_dir: str | Path | None = None, resume: bool = False,
-          callback: Callback | None = None) -> RunResult:
+def train(
+    recipe: Recipe | str | Path | dict,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    callback: Callback | None = None,
+) -> RunResult:
     """Train a recipe end to end and evaluate on its test split.
 
     Args:
@@ -101,22 +111,44 @@ def train(recipe: Recipe | str | Path | dict, run_dir: str | Path | None = None,
         raise CheckpointError(f"{run} already holds a trained run; choose another --run-dir or pass --resume")
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
-    data = build_data(recipe)
+    states_file = run / "transforms.json"
+    states = json.loads(states_file.read_text(encoding="utf-8")) if resume and states_file.is_file() else None
+    data = build_data(recipe, transform_states=states)
     in_shapes = {name: tuple(t.shape) for name, t in data.splits["train"][0][0].items()}
-    model = build_model(recipe, in_shapes, len(data.classes))
+    contexts = {name: t.context() for name, t in data.transforms.items()}
+    model = build_model(recipe, in_shapes, len(data.classes), contexts)
     if not resume:
         atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-    meta = {"classes": data.classes, "in_shapes": in_shapes, "data_source": data.source,
-            "sizes": {k: len(v) for k, v in data.splits.items()}, "seed": recipe.seed,
-            "parameters": sum(p.numel() for p in model.parameters()), **environment()}
+    meta = {
+        "classes": data.classes,
+        "in_shapes": in_shapes,
+        "contexts": contexts,
+        "data_source": data.source,
+        "sizes": {k: len(v) for k, v in data.splits.items()},
+        "skipped_rows": len(data.skipped),
+        "seed": recipe.seed,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **environment(),
+    }
     atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
+    states = {name: t.state_dict() for name, t in data.transforms.items()}
+    atomic_write_text(run / "transforms.json", json.dumps(states))
+    if data.skipped:
+        atomic_write_text(run / "skipped.json", json.dumps(data.skipped, indent=2))
     trainer = Trainer(model, recipe.trainer, run, recipe.seed, callback)
     fit = trainer.fit(data.splits["train"], data.splits["val"], data.classes, resume=resume)
     test = trainer.evaluate(data.splits["test"], data.classes)
-    record = {"test": test, "best_val": fit.best_val, "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
-              "stopped_early": fit.stopped_early, "train_seconds": round(fit.seconds, 3)}
+    record = {
+        "test": test,
+        "skipped_rows": len(data.skipped),
+        "best_val": fit.best_val,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "stopped_early": fit.stopped_early,
+        "train_seconds": round(fit.seconds, 3),
+    }
     atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
-    return RunResult(run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source)
+    return RunResult(run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped))
 
 
 def single_input_recipe(recipe: Recipe, name: str) -> Recipe:
@@ -127,8 +159,9 @@ def single_input_recipe(recipe: Recipe, name: str) -> Recipe:
     return one
 
 
-def compare_modalities(recipe: Recipe | str | Path | dict, run_dir: str | Path | None = None,
-                       callback: Callback | None = None) -> list[dict[str, Any]]:
+def compare_modalities(
+    recipe: Recipe | str | Path | dict, run_dir: str | Path | None = None, callback: Callback | None = None
+) -> list[dict[str, Any]]:
     """Train each input alone and all inputs fused; returns one row per model and writes comparison.json.
 
     The fused run goes to ``run_dir``; single-input runs to ``run_dir/unimodal/<input>``.
@@ -142,9 +175,17 @@ def compare_modalities(recipe: Recipe | str | Path | dict, run_dir: str | Path |
         if callback:
             callback("model_start", name=label)
         res = train(variant, where, callback=callback)
-        rows.append({"model": label, "test_accuracy": res.test["accuracy"], "test_macro_f1": res.test["macro_f1"],
-                     "best_epoch": res.best_epoch, "train_seconds": round(res.seconds, 1),
-                     "run_dir": str(where), "data": res.data_source})
+        rows.append(
+            {
+                "model": label,
+                "test_accuracy": res.test["accuracy"],
+                "test_macro_f1": res.test["macro_f1"],
+                "best_epoch": res.best_epoch,
+                "train_seconds": round(res.seconds, 1),
+                "run_dir": str(where),
+                "data": res.data_source,
+            }
+        )
     atomic_write_text(run / "comparison.json", json.dumps(rows, indent=2))
     return rows
 
@@ -158,16 +199,21 @@ class Predictor:
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
-        for needed in ("recipe.yaml", "meta.json", "weights.safetensors"):
+        for needed in ("recipe.yaml", "meta.json", "transforms.json", "weights.safetensors"):
             if not (self.run_dir / needed).is_file():
                 raise CheckpointError(f"{self.run_dir} has no {needed}; give a finished run directory")
         self.recipe = load_recipe(self.run_dir / "recipe.yaml")
         self.meta = json.loads((self.run_dir / "meta.json").read_text(encoding="utf-8"))
         self.classes: list[str] = self.meta["classes"]
-        self.model: MultimodalModel = build_model(self.recipe, self.meta["in_shapes"], len(self.classes))
+        self.transform_states = json.loads((self.run_dir / "transforms.json").read_text(encoding="utf-8"))
+        self.transforms = build_transforms(self.recipe.inputs)
+        for name, t in self.transforms.items():
+            t.load_state_dict(self.transform_states.get(name, {}))
+        self.model: MultimodalModel = build_model(
+            self.recipe, self.meta["in_shapes"], len(self.classes), self.meta.get("contexts")
+        )
         load_weights(self.model, self.run_dir / "weights.safetensors")
         self.model.eval()
-        self.transforms = build_transforms(self.recipe.inputs)
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -191,7 +237,10 @@ class Predictor:
         inputs, _ = collate([(example, torch.tensor(0))])
         probs = self.model.head.predict(self.model(inputs))[0]
         best = int(probs.argmax())
-        return {"label": self.classes[best], "probabilities": {c: float(p) for c, p in zip(self.classes, probs, strict=True)}}
+        return {
+            "label": self.classes[best],
+            "probabilities": {c: float(p) for c, p in zip(self.classes, probs, strict=True)},
+        }
 
 
 def load(run_dir: str | Path) -> Predictor:
@@ -202,7 +251,7 @@ def load(run_dir: str | Path) -> Predictor:
 def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """Re-evaluate a finished run's weights on one split of its own data."""
     predictor = load(run_dir)
-    data = build_data(predictor.recipe)
+    data = build_data(predictor.recipe, transform_states=predictor.transform_states)
     if split not in data.splits:
         raise DataError(f"unknown split '{split}'; use train, val or test")
     trainer = Trainer(predictor.model, predictor.recipe.trainer, predictor.run_dir, predictor.recipe.seed)

@@ -16,8 +16,12 @@ from rich.table import Table
 from polymodal import api
 from polymodal.errors import PolymodalError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                  help="Multimodal deep learning from validated YAML recipes.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Multimodal deep learning from validated YAML recipes.",
+)
 datasets_app = typer.Typer(no_args_is_help=True, help="Built-in real datasets.")
 app.add_typer(datasets_app, name="datasets")
 out = Console()
@@ -28,8 +32,14 @@ class ProgressView:
     """Turns trainer events into one rich progress bar per epoch."""
 
     def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=out)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=out,
+        )
         self.task: Any = None
         self.model = ""
 
@@ -51,11 +61,15 @@ class ProgressView:
         elif event == "epoch_end" and self.task is not None:
             m = info["metrics"]
             mark = " *" if info["improved"] else ""
-            self.progress.update(self.task, info=f"train loss {m['train_loss']:.3f}  val acc {m['val_accuracy']:.3f}{mark}")
+            self.progress.update(
+                self.task, info=f"train loss {m['train_loss']:.3f}  val acc {m['val_accuracy']:.3f}{mark}"
+            )
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 TRAIN_HELP = """Train a recipe (YAML path or built-in name). With no recipe: the embedded AV-Digits demo.
@@ -74,8 +88,10 @@ def train(
     recipe: Annotated[str | None, typer.Argument(help="Recipe YAML path or built-in name.")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Output folder (default runs/NAME-TIMESTAMP).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its last checkpoint.")] = False,
-    compare: Annotated[bool | None, typer.Option(help="Also train each input alone and print a table "
-                                                       "(default: on for the embedded demo).")] = None,
+    compare: Annotated[
+        bool | None,
+        typer.Option(help="Also train each input alone and print a table (default: on for the embedded demo)."),
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -98,17 +114,32 @@ def train(
         for col in ("model", "test accuracy", "macro F1", "best epoch", "train s"):
             table.add_column(col, justify="left" if col == "model" else "right")
         for r in rows:
-            table.add_row(r["model"], f"{r['test_accuracy']:.4f}", f"{r['test_macro_f1']:.4f}", str(r["best_epoch"]),
-                          f"{r['train_seconds']:.1f}")
+            table.add_row(
+                r["model"],
+                f"{r['test_accuracy']:.4f}",
+                f"{r['test_macro_f1']:.4f}",
+                str(r["best_epoch"]),
+                f"{r['train_seconds']:.1f}",
+            )
         out.print(table)
         out.print(f"run directory: {rows[-1]['run_dir']}")
     else:
-        out.print(f"test accuracy {res.test['accuracy']:.4f}  macro F1 {res.test['macro_f1']:.4f}  "
-                  f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})")
+        out.print(
+            f"test accuracy {res.test['accuracy']:.4f}  macro F1 {res.test['macro_f1']:.4f}  "
+            f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})"
+        )
         out.print(f"run directory: {res.run_dir}")
 
 
-@app.command(help="Evaluate a finished run on a split of its data.\n\n[b]Example[/b]\n\n  polymodal evaluate runs/av --split test")
+EVALUATE_HELP = """Evaluate a finished run on a split of its data.
+
+[b]Example[/b]
+
+  polymodal evaluate runs/av --split test
+"""
+
+
+@app.command(help=EVALUATE_HELP)
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
@@ -118,8 +149,10 @@ def evaluate(
     if as_json:
         out.print_json(json.dumps(m))
         return
-    out.print(f"{split}: accuracy {m['accuracy']:.4f}  macro P {m['macro_precision']:.4f}  "
-              f"macro R {m['macro_recall']:.4f}  macro F1 {m['macro_f1']:.4f}  (n={m['n']})")
+    out.print(
+        f"{split}: accuracy {m['accuracy']:.4f}  macro P {m['macro_precision']:.4f}  "
+        f"macro R {m['macro_recall']:.4f}  macro F1 {m['macro_f1']:.4f}  (n={m['n']})"
+    )
     names = list(m["per_class"])
     cm = Table(title="Confusion matrix (rows: true, columns: predicted)")
     cm.add_column("")
@@ -165,7 +198,9 @@ def predict(
     out.print(t)
 
 
-@datasets_app.command("list", help="List built-in datasets and where each is found.\n\n[b]Example[/b]\n\n  polymodal datasets list")
+@datasets_app.command(
+    "list", help="List built-in datasets and where each is found.\n\n[b]Example[/b]\n\n  polymodal datasets list"
+)
 def datasets_list() -> None:
     import dataclasses
 

@@ -1,7 +1,23 @@
-"""Importing this module registers every built-in component (one import line per component file)."""
+"""Importing this module registers every built-in component.
 
-from polymodal.data.datasets import avdigits, fsdd, mnist  # noqa: F401
-from polymodal.data.modalities import audio, image  # noqa: F401
-from polymodal.encoders import audio_cnn, image_cnn  # noqa: F401
-from polymodal.fusion import concat, late  # noqa: F401
-from polymodal.heads import classification  # noqa: F401
+Each component lives in its own module under one of the packages below and registers itself on import;
+this walks those packages, so adding a component is adding its file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+PACKAGES = (
+    "polymodal.data.modalities",
+    "polymodal.data.datasets",
+    "polymodal.encoders",
+    "polymodal.fusion",
+    "polymodal.heads",
+)
+
+for _package in PACKAGES:
+    _pkg = importlib.import_module(_package)
+    for _info in sorted(pkgutil.iter_modules(_pkg.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{_package}.{_info.name}")

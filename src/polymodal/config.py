@@ -58,6 +58,7 @@ class DataConfig:
     val_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1
     cache: bool = True
+    on_error: Literal["raise", "skip"] = "raise"
 
 
 @dataclass
@@ -190,7 +191,9 @@ def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
         recipe.head = _component("HEADS", recipe.head, "head")
         data = recipe.data
         if (data.dataset is None) == (data.table is None):
-            raise ConfigError("data: set exactly one of 'dataset' (a built-in name) or 'table' (a CSV/Parquet/JSONL path)")
+            raise ConfigError(
+                "data: set exactly one of 'dataset' (a built-in name) or 'table' (a CSV/Parquet/JSONL path)"
+            )
         if data.dataset is not None:
             data.options = parse_dataclass(DATASETS.get(data.dataset).config, data.options, "data.options")
         elif data.options:
@@ -268,11 +271,18 @@ def recipe_to_dict(recipe: Recipe) -> dict:
     out = {
         "name": recipe.name,
         "seed": recipe.seed,
-        "data": {**dataclasses.asdict(dataclasses.replace(recipe.data, options=None)),
-                 "options": dataclasses.asdict(recipe.data.options) if recipe.data.options else None},
+        "data": {
+            **dataclasses.asdict(dataclasses.replace(recipe.data, options=None)),
+            "options": dataclasses.asdict(recipe.data.options) if recipe.data.options else None,
+        },
         "inputs": [
-            {"name": s.name, "modality": s.modality, "column": s.column,
-             "preprocessing": dataclasses.asdict(s.preprocessing), "encoder": comp(s.encoder)}
+            {
+                "name": s.name,
+                "modality": s.modality,
+                "column": s.column,
+                "preprocessing": dataclasses.asdict(s.preprocessing),
+                "encoder": comp(s.encoder),
+            }
             for s in recipe.inputs
         ],
         "fusion": comp(recipe.fusion),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -21,8 +23,9 @@ class MultimodalModel(nn.Module):
             the other encoders stop receiving gradient; dropping inputs keeps each one predictive alone.
     """
 
-    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, head: nn.Module,
-                 modality_dropout: float = 0.0) -> None:
+    def __init__(
+        self, encoders: dict[str, nn.Module], fusion: nn.Module, head: nn.Module, modality_dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
@@ -53,12 +56,38 @@ def drop_modalities(embeddings: dict[str, torch.Tensor], p: float) -> dict[str, 
     return out
 
 
-def build_model(recipe: Recipe, in_shapes: dict[str, tuple[int, ...]], num_classes: int) -> MultimodalModel:
-    """Build the recipe's model; ``in_shapes`` gives one example's tensor shape per input."""
-    encoders = {s.name: ENCODERS.build(s.encoder.name, s.encoder.params, in_shape=tuple(in_shapes[s.name]))
-                for s in recipe.inputs}
-    fusion = FUSIONS.build(recipe.fusion.name, recipe.fusion.params,
-                           in_dims={k: e.out_dim for k, e in encoders.items()}, num_outputs=num_classes)
-    head = HEADS.build(recipe.head.name, recipe.head.params, in_dim=fusion.out_dim, num_classes=num_classes,
-                       project=not fusion.emits_logits)
+def build_model(
+    recipe: Recipe,
+    in_shapes: dict[str, tuple[int, ...]],
+    num_classes: int,
+    contexts: dict[str, dict[str, Any]] | None = None,
+) -> MultimodalModel:
+    """Build the recipe's model.
+
+    Args:
+        recipe: The validated recipe.
+        in_shapes: One example's tensor shape per input.
+        num_classes: Number of classes K.
+        contexts: Per input, extra encoder arguments from its fitted transform (``Transform.context()``).
+    """
+    contexts = contexts or {}
+    encoders = {
+        s.name: ENCODERS.build(
+            s.encoder.name, s.encoder.params, in_shape=tuple(in_shapes[s.name]), **contexts.get(s.name, {})
+        )
+        for s in recipe.inputs
+    }
+    fusion = FUSIONS.build(
+        recipe.fusion.name,
+        recipe.fusion.params,
+        in_dims={k: e.out_dim for k, e in encoders.items()},
+        num_outputs=num_classes,
+    )
+    head = HEADS.build(
+        recipe.head.name,
+        recipe.head.params,
+        in_dim=fusion.out_dim,
+        num_classes=num_classes,
+        project=not fusion.emits_logits,
+    )
     return MultimodalModel(encoders, fusion, head, recipe.modality_dropout)

@@ -63,8 +63,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             raise ConfigError(
-                f"unknown {self.kind} '{name}'{suggest(name, self._entries)} "
-                f"(available: {', '.join(self.names())})"
+                f"unknown {self.kind} '{name}'{suggest(name, self._entries)} (available: {', '.join(self.names())})"
             ) from None
 
     def build(self, name: str, params: Any = None, /, **context: Any) -> T:

@@ -59,26 +59,53 @@ class ExampleDataset(Dataset):
     Args:
         columns: ``{input name: list of cell values}`` (paths already made absolute).
         targets: Class index per row.
-        transforms: ``{input name: callable(cell) -> Tensor}``.
-        cache: Keep each transformed example in memory after its first use, so later epochs skip decoding
-            and feature extraction (the transforms are deterministic).
+        transforms: ``{input name: Transform}``.
+        cache: Keep each preprocessed example in memory after its first use, so later epochs skip decoding
+            and feature extraction (``__call__`` is deterministic; augmentation runs after the cache).
+        augment: Apply each transform's random ``augment`` (training split only).
     """
 
-    def __init__(self, columns: dict[str, list[Any]], targets: np.ndarray, transforms: dict[str, Any],
-                 cache: bool = True) -> None:
+    def __init__(
+        self,
+        columns: dict[str, list[Any]],
+        targets: np.ndarray,
+        transforms: dict[str, Any],
+        cache: bool = True,
+        augment: bool = False,
+    ) -> None:
         self.columns, self.targets, self.transforms = columns, torch.as_tensor(targets), transforms
+        self.augment = augment
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def preprocess(self, i: int) -> dict[str, torch.Tensor]:
         if self._cache is not None and i in self._cache:
-            return self._cache[i], self.targets[i]
+            return self._cache[i]
         example = {k: self.transforms[k](col[i]) for k, col in self.columns.items()}
         if self._cache is not None:
             self._cache[i] = example
+        return example
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        example = self.preprocess(i)
+        if self.augment:
+            example = {k: self.transforms[k].augment(v) for k, v in example.items()}
         return example, self.targets[i]
+
+    def subset(self, keep: np.ndarray) -> ExampleDataset:
+        """The rows ``keep`` (indices) as a new dataset sharing transforms and already-cached examples."""
+        out = ExampleDataset(
+            {k: [col[i] for i in keep] for k, col in self.columns.items()},
+            self.targets.numpy()[keep],
+            self.transforms,
+            self._cache is not None,
+            self.augment,
+        )
+        if self._cache is not None:
+            out._cache = {j: self._cache[i] for j, i in enumerate(keep) if i in self._cache}
+        return out
 
 
 def collate(batch: list[tuple[dict[str, torch.Tensor], torch.Tensor]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -101,10 +128,35 @@ class DataBundle:
     classes: list[str]
     transforms: dict[str, Any]
     source: str
+    skipped: list[dict[str, Any]]
 
 
-def build_data(recipe: Recipe, base: Path | None = None) -> DataBundle:
-    """Load the table, split it deterministically and wrap each split as an :class:`ExampleDataset`."""
+def screen(ds: ExampleDataset, split: str, on_error: str) -> tuple[ExampleDataset, list[dict[str, Any]]]:
+    """Preprocess every row now: fail fast on the first bad one, or drop bad rows and record them."""
+    bad: list[dict[str, Any]] = []
+    for i in range(len(ds)):
+        try:
+            ds.preprocess(i)
+        except DataError as exc:
+            if on_error == "raise":
+                raise DataError(f"{split} row {i}: {exc} (or set data.on_error: skip to drop such rows)") from None
+            bad.append({"split": split, "row": i, "error": str(exc)})
+    if not bad:
+        return ds, bad
+    log.warning("skipped %d bad %s rows, e.g. %s", len(bad), split, bad[0]["error"])
+    keep = np.setdiff1d(np.arange(len(ds)), [b["row"] for b in bad])
+    return ds.subset(keep), bad
+
+
+def build_data(recipe: Recipe, base: Path | None = None, transform_states: dict[str, Any] | None = None) -> DataBundle:
+    """Load the table, split it deterministically, fit the transforms on the training rows and wrap each
+    split as an :class:`ExampleDataset`; rows are screened up front (``data.on_error``) when cached.
+
+    Args:
+        recipe: The validated recipe.
+        base: Folder that a relative ``data.table`` is relative to.
+        transform_states: Fitted transform states of a finished run (skip fitting, reuse them).
+    """
     table = load_table(recipe, base)
     frame = table.frame
     split = assign_splits(table, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed)
@@ -112,13 +164,26 @@ def build_data(recipe: Recipe, base: Path | None = None) -> DataBundle:
     index = {c: i for i, c in enumerate(classes)}
     targets = np.array([index[str(v)] for v in frame[table.label]], dtype=np.int64)
     transforms = build_transforms(recipe.inputs)
-    splits = {}
-    for name in ("train", "val", "test"):
-        rows = np.flatnonzero(split == name)
-        if len(rows) == 0:
+    rows = {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
+    for name, r in rows.items():
+        if len(r) == 0:
             raise DataError(f"the {name} split is empty; add rows or change data.{name}_fraction")
-        cols = {s.name: [resolve_cell(frame[s.column].iat[r], table.base_dir) for r in rows] for s in recipe.inputs}
-        splits[name] = ExampleDataset(cols, targets[rows], transforms, cache=recipe.data.cache)
+    columns = {
+        name: {s.name: [resolve_cell(frame[s.column].iat[i], table.base_dir) for i in r] for s in recipe.inputs}
+        for name, r in rows.items()
+    }
+    for s in recipe.inputs:
+        if transform_states is not None:
+            transforms[s.name].load_state_dict(transform_states.get(s.name, {}))
+        else:
+            transforms[s.name].fit(columns["train"][s.name])
+    splits, skipped = {}, []
+    for name, r in rows.items():
+        ds = ExampleDataset(columns[name], targets[r], transforms, cache=recipe.data.cache, augment=name == "train")
+        if recipe.data.cache or recipe.data.on_error == "skip":
+            ds, bad = screen(ds, name, recipe.data.on_error)
+            skipped += bad
+        splits[name] = ds
     source = table.source or recipe.data.dataset or str(recipe.data.table)
     log.info("data %s: %s", source, {k: len(v) for k, v in splits.items()})
-    return DataBundle(splits, classes, transforms, source)
+    return DataBundle(splits, classes, transforms, source, skipped)

@@ -12,8 +12,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return cm
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
-                           class_names: list[str] | None = None) -> dict:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, class_names: list[str] | None = None
+) -> dict:
     """Accuracy, macro precision/recall/F1, per-class scores and the confusion matrix.
 
     A class never predicted has precision 0 and one absent from ``y_true`` has recall 0 (scikit-learn's
@@ -32,8 +33,10 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
         "macro_precision": float(precision.mean()),
         "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
-        "per_class": {n: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for n, p, r, f, s in zip(names, precision, recall, f1, true_n, strict=True)},
+        "per_class": {
+            n: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for n, p, r, f, s in zip(names, precision, recall, f1, true_n, strict=True)
+        },
         "confusion_matrix": cm.tolist(),
         "n": int(cm.sum()),
     }

@@ -35,15 +35,21 @@ class ClassificationHead(nn.Module):
         project: False when the fusion already emits logits (late fusion): forward is then the identity.
     """
 
-    def __init__(self, in_dim: int, num_classes: int, hidden: int, dropout: float, label_smoothing: float,
-                 project: bool = True) -> None:
+    def __init__(
+        self, in_dim: int, num_classes: int, hidden: int, dropout: float, label_smoothing: float, project: bool = True
+    ) -> None:
         super().__init__()
         self.label_smoothing = label_smoothing
         if not project:
             self.net: nn.Module = nn.Identity()
         elif hidden:
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(),
-                                     nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+            self.net = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(in_dim, hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            )
         else:
             self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, num_classes))
 

@@ -84,8 +84,9 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(ckpt_root: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
-                    state: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(
+    ckpt_root: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2
+) -> Path:
     """Write a complete checkpoint for ``step`` and point ``latest`` at it; keep the newest ``keep``."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step:07d}"

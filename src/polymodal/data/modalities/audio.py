@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 from scipy.signal import resample_poly
 
+from polymodal.data.modalities.base import Transform
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
@@ -75,11 +76,20 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
 
 
 @MODALITIES.register("audio", AudioPreprocessing)
-class AudioTransform:
+class AudioTransform(Transform):
     """Turn an audio path (or a (T, F) feature array) into a (1, F, max_frames) feature map."""
 
-    def __init__(self, sample_rate: int, features: str, n_fft: int, hop_length: int, n_mels: int,
-                 n_mfcc: int, max_frames: int, normalize: bool) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        features: str,
+        n_fft: int,
+        hop_length: int,
+        n_mels: int,
+        n_mfcc: int,
+        max_frames: int,
+        normalize: bool,
+    ) -> None:
         self.sample_rate, self.features, self.n_fft, self.hop_length = sample_rate, features, n_fft, hop_length
         self.n_mels, self.n_mfcc, self.max_frames, self.normalize = n_mels, n_mfcc, max_frames, normalize
 

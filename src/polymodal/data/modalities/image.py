@@ -11,6 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
+from polymodal.data.modalities.base import Transform
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
@@ -28,7 +29,7 @@ class ImagePreprocessing:
 
 
 @MODALITIES.register("image", ImagePreprocessing)
-class ImageTransform:
+class ImageTransform(Transform):
     """Decode a path or take a uint8 array, resize to size×size, return a (C, H, W) float tensor."""
 
     def __init__(self, size: int, channels: int, mean: float, std: float, max_pixels: int) -> None:

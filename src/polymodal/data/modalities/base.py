@@ -1,0 +1,46 @@
+"""The shape every modality transform shares.
+
+A transform turns one table cell into one example tensor. Its parts:
+
+- ``__call__(value)``: deterministic decode + preprocess (its output may be cached in memory or on disk);
+- ``augment(x)``: random training-time augmentation on that tensor (identity by default; uses torch's
+  global RNG, which the trainer seeds and checkpoints);
+- ``fit(values)``: learn statistics or a vocabulary from the training split's cells (no-op by default);
+- ``state_dict()`` / ``load_state_dict()``: what ``fit`` learnt, as JSON-able data saved with the run;
+- ``context()``: extra keyword arguments the modality's encoders are built with (e.g. ``vocab_size``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+
+class Transform:
+    """Base class with the defaults; subclasses override what their modality needs."""
+
+    def __call__(self, value: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def fit(self, values: list[Any]) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def context(self) -> dict[str, Any]:
+        return {}
+
+    def settings(self) -> str:
+        """A stable text of the settings that determine ``__call__``'s output (for cache keys)."""
+        fields = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        fields["state"] = self.state_dict()
+        return f"{type(self).__name__}:{json.dumps(fields, sort_keys=True, default=str)}"
