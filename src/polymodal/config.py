@@ -42,6 +42,9 @@ class InputSpec:
     name: str
     modality: str
     column: str = ""
+    # Several columns form one input (tabular features, time-aligned sensor streams): the cell is then a
+    # {column: value} mapping. Leave empty for a single-column input.
+    columns: list[str] = field(default_factory=list)
     preprocessing: Any = None
     encoder: Any = None
 
@@ -53,7 +56,7 @@ class DataConfig:
     dataset: str | None = None
     options: Any = None
     table: str | None = None
-    label: str = "label"
+    label: str | None = None  # default: the built-in dataset's label column, or "label" for a table
     split_column: str | None = None
     val_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1
@@ -280,6 +283,7 @@ def recipe_to_dict(recipe: Recipe) -> dict:
                 "name": s.name,
                 "modality": s.modality,
                 "column": s.column,
+                "columns": list(s.columns),
                 "preprocessing": dataclasses.asdict(s.preprocessing),
                 "encoder": comp(s.encoder),
             }

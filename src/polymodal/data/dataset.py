@@ -31,13 +31,17 @@ def load_table(recipe: Recipe, base: Path | None = None) -> Table:
     if data.dataset is not None:
         entry = DATASETS.get(data.dataset)
         table = entry.factory(**dataclasses.asdict(data.options)).load()
+        if data.label is not None:
+            table.label = data.label
     else:
         path = Path(data.table)
         if not path.is_absolute() and base is not None:
             path = base / path
-        table = Table(read_table(path), label=data.label, base_dir=path.parent, split=data.split_column)
-        table.require([data.label] + ([data.split_column] if data.split_column else []), f"table {path}")
-    table.require([s.column for s in recipe.inputs] + [table.label], f"dataset '{data.dataset or data.table}'")
+        label = data.label or "label"
+        table = Table(read_table(path), label=label, base_dir=path.parent, split=data.split_column)
+        table.require([label] + ([data.split_column] if data.split_column else []), f"table {path}")
+    needed = [c for s in recipe.inputs for c in (s.columns or [s.column])]
+    table.require(needed + [table.label], f"dataset '{data.dataset or data.table}'")
     if table.frame[table.label].isna().any():
         bad = int(np.flatnonzero(table.frame[table.label].isna().to_numpy())[0])
         raise DataError(f"label column '{table.label}' is empty in row {bad}; fill or drop unlabelled rows")
@@ -114,6 +118,14 @@ def collate(batch: list[tuple[dict[str, torch.Tensor], torch.Tensor]]) -> tuple[
     return inputs, torch.stack([y for _, y in batch])
 
 
+def input_cells(frame: Any, spec: InputSpec, rows: np.ndarray, base_dir: Path | None) -> list[Any]:
+    """The cells of one input for ``rows``: values (file paths made absolute), or per-row
+    ``{column: value}`` mappings when the input spans several columns."""
+    if spec.columns:
+        return [{c: resolve_cell(frame[c].iat[i], base_dir) for c in spec.columns} for i in rows]
+    return [resolve_cell(frame[spec.column].iat[i], base_dir) for i in rows]
+
+
 def resolve_cell(value: Any, base_dir: Path | None) -> Any:
     if isinstance(value, str) and base_dir is not None and not Path(value).is_absolute():
         return str(base_dir / value)
@@ -169,7 +181,7 @@ def build_data(recipe: Recipe, base: Path | None = None, transform_states: dict[
         if len(r) == 0:
             raise DataError(f"the {name} split is empty; add rows or change data.{name}_fraction")
     columns = {
-        name: {s.name: [resolve_cell(frame[s.column].iat[i], table.base_dir) for i in r] for s in recipe.inputs}
+        name: {s.name: input_cells(frame, s, r, table.base_dir) for s in recipe.inputs}
         for name, r in rows.items()
     }
     for s in recipe.inputs:
