@@ -62,6 +62,8 @@ class DataConfig:
     test_fraction: Fraction = 0.1
     cache: bool = True
     on_error: Literal["raise", "skip"] = "raise"
+    disk_cache: bool = True
+    disk_cache_dir: str | None = None  # default $POLYMODAL_CACHE or ~/.cache/polymodal/features
 
 
 @dataclass

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from polymodal.config import InputSpec, Recipe
+from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.table import Table, assign_splits, read_table
 from polymodal.errors import DataError
 from polymodal.registry import DATASETS, MODALITIES
@@ -67,6 +68,7 @@ class ExampleDataset(Dataset):
         cache: Keep each preprocessed example in memory after its first use, so later epochs skip decoding
             and feature extraction (``__call__`` is deterministic; augmentation runs after the cache).
         augment: Apply each transform's random ``augment`` (training split only).
+        disk_cache: Optional on-disk cache for cells that are files (survives across runs).
     """
 
     def __init__(
@@ -76,9 +78,10 @@ class ExampleDataset(Dataset):
         transforms: dict[str, Any],
         cache: bool = True,
         augment: bool = False,
+        disk_cache: FeatureCache | None = None,
     ) -> None:
         self.columns, self.targets, self.transforms = columns, torch.as_tensor(targets), transforms
-        self.augment = augment
+        self.augment, self.disk_cache = augment, disk_cache
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -87,7 +90,11 @@ class ExampleDataset(Dataset):
     def preprocess(self, i: int) -> dict[str, torch.Tensor]:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        example = {k: self.transforms[k](col[i]) for k, col in self.columns.items()}
+        if self.disk_cache is not None:
+            cache = self.disk_cache
+            example = {k: cache.get_or_compute(col[i], self.transforms[k]) for k, col in self.columns.items()}
+        else:
+            example = {k: self.transforms[k](col[i]) for k, col in self.columns.items()}
         if self._cache is not None:
             self._cache[i] = example
         return example
@@ -106,6 +113,7 @@ class ExampleDataset(Dataset):
             self.transforms,
             self._cache is not None,
             self.augment,
+            self.disk_cache,
         )
         if self._cache is not None:
             out._cache = {j: self._cache[i] for j, i in enumerate(keep) if i in self._cache}
@@ -189,9 +197,12 @@ def build_data(recipe: Recipe, base: Path | None = None, transform_states: dict[
             transforms[s.name].load_state_dict(transform_states.get(s.name, {}))
         else:
             transforms[s.name].fit(columns["train"][s.name])
+    disk_cache = FeatureCache(recipe.data.disk_cache_dir or default_cache_dir()) if recipe.data.disk_cache else None
     splits, skipped = {}, []
     for name, r in rows.items():
-        ds = ExampleDataset(columns[name], targets[r], transforms, cache=recipe.data.cache, augment=name == "train")
+        ds = ExampleDataset(
+            columns[name], targets[r], transforms, recipe.data.cache, augment=name == "train", disk_cache=disk_cache
+        )
         if recipe.data.cache or recipe.data.on_error == "skip":
             ds, bad = screen(ds, name, recipe.data.on_error)
             skipped += bad

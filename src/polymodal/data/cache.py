@@ -1,0 +1,81 @@
+"""On-disk feature cache: preprocessed example tensors keyed by file content + preprocessing settings.
+
+Decoding and feature extraction (PNG/WAV/MP4 decode, STFT) dominate the first epoch; with this cache a
+second run over the same files skips them. The key is the sha256 of the file's bytes and of the
+transform's ``settings()`` (class, every preprocessing key and fitted state), so editing a file or a
+preprocessing key can never return a stale tensor. Entries are safetensors files written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from polymodal.data.modalities.base import Transform
+
+log = logging.getLogger(__name__)
+ENV_VAR = "POLYMODAL_CACHE"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "polymodal" / "features")
+
+
+class FeatureCache:
+    """Content-addressed store of preprocessed tensors.
+
+    Args:
+        root: Folder holding the entries (created on first write).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.hits = 0
+        self.misses = 0
+        self._settings: dict[int, str] = {}
+
+    def key(self, path: str, transform: Transform) -> str | None:
+        """The entry name for a file cell, or None when the path is not a readable file."""
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256")
+        except OSError:
+            return None  # let the transform raise its own error message
+        settings = self._settings.setdefault(id(transform), transform.settings())
+        digest.update(settings.encode())
+        return digest.hexdigest()
+
+    def get_or_compute(self, cell: Any, transform: Transform) -> torch.Tensor:
+        """``transform(cell)``, served from the cache when ``cell`` is a file path seen before."""
+        key = self.key(cell, transform) if isinstance(cell, str) else None
+        if key is None:
+            return transform(cell)
+        entry = self.root / key[:2] / f"{key}.safetensors"
+        if entry.is_file():
+            try:
+                x = load_file(str(entry))["x"]
+                self.hits += 1
+                return x
+            except (SafetensorError, OSError, KeyError):
+                log.warning("ignoring unreadable cache entry %s", entry)
+        x = transform(cell)
+        self.misses += 1
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+        os.close(fd)
+        try:
+            save_file({"x": x.contiguous()}, tmp)
+            os.replace(tmp, entry)
+        except OSError as exc:  # a full or read-only disk only costs speed
+            log.warning("feature cache write failed (%s); continuing without it", exc)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return x

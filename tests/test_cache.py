@@ -1,0 +1,59 @@
+"""The on-disk feature cache: hits on the second pass, misses when the file or the settings change."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from polymodal.data.cache import FeatureCache
+from polymodal.data.modalities.audio import AudioTransform
+
+
+def make_wav(path, freq: float) -> str:
+    t = np.arange(4000) / 8000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 8000)
+    return str(path)
+
+
+def audio(n_mels: int = 16) -> AudioTransform:
+    return AudioTransform(8000, "logmel", 256, 80, n_mels, 13, 50, True)
+
+
+def test_second_pass_is_served_from_disk_and_equal(tmp_path):
+    wav = make_wav(tmp_path / "a.wav", 440)
+    first = FeatureCache(tmp_path / "cache")
+    x1 = first.get_or_compute(wav, audio())
+    second = FeatureCache(tmp_path / "cache")  # a new run: nothing in memory
+    x2 = second.get_or_compute(wav, audio())
+    assert (first.misses, first.hits, second.misses, second.hits) == (1, 0, 0, 1)
+    assert torch.equal(x1, x2)
+
+
+def test_changed_content_or_settings_miss(tmp_path):
+    wav = make_wav(tmp_path / "a.wav", 440)
+    cache = FeatureCache(tmp_path / "cache")
+    cache.get_or_compute(wav, audio())
+    cache.get_or_compute(wav, audio(n_mels=24))  # other preprocessing
+    make_wav(tmp_path / "a.wav", 880)  # same path, new content
+    x = FeatureCache(tmp_path / "cache").get_or_compute(wav, audio())
+    assert cache.misses == 2 and cache.hits == 0
+    assert torch.equal(x, audio()(wav))
+
+
+def test_corrupt_entry_is_recomputed(tmp_path):
+    wav = make_wav(tmp_path / "a.wav", 440)
+    cache = FeatureCache(tmp_path / "cache")
+    cache.get_or_compute(wav, audio())
+    for entry in (tmp_path / "cache").rglob("*.safetensors"):
+        entry.write_bytes(b"garbage")
+    again = FeatureCache(tmp_path / "cache")
+    assert torch.equal(again.get_or_compute(wav, audio()), audio()(wav))
+    assert again.misses == 1
+
+
+def test_non_file_cells_bypass_the_cache(tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    feats = np.random.default_rng(0).normal(size=(20, 13)).astype(np.float32)
+    cache.get_or_compute(feats, audio())
+    assert cache.hits == cache.misses == 0 and not (tmp_path / "cache").exists()
