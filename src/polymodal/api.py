@@ -184,6 +184,7 @@ def compare_modalities(
                 "train_seconds": round(res.seconds, 1),
                 "run_dir": str(where),
                 "data": res.data_source,
+                "skipped_rows": res.skipped,
             }
         )
     atomic_write_text(run / "comparison.json", json.dumps(rows, indent=2))

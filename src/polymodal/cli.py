@@ -123,12 +123,16 @@ def train(
             )
         out.print(table)
         out.print(f"run directory: {rows[-1]['run_dir']}")
+        skipped = rows[-1]["skipped_rows"]
     else:
         out.print(
             f"test accuracy {res.test['accuracy']:.4f}  macro F1 {res.test['macro_f1']:.4f}  "
             f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})"
         )
         out.print(f"run directory: {res.run_dir}")
+        skipped = res.skipped
+    if skipped:
+        out.print(f"[yellow]skipped {skipped} unreadable rows[/] (data.on_error: skip); list in skipped.json")
 
 
 EVALUATE_HELP = """Evaluate a finished run on a split of its data.

@@ -54,7 +54,13 @@ class ImageTransform(Transform):
                     )
                 img.load()
                 return img.copy()
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:
+            # Pillow refuses images above 2 × its own limit while reading the header, before our check.
+            raise DataError(
+                f"image {path} is too large to decode safely ({exc}); downscale it (preprocessing.max_pixels "
+                f"is {self.max_pixels})".replace(".; ", "; ")
+            ) from None
+        except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"cannot decode image {path}: {exc}; check it is a PNG/JPEG/WebP/BMP file") from None
 
     def __call__(self, value: Any) -> torch.Tensor:

