@@ -235,6 +235,14 @@ class Predictor:
         if missing:
             raise DataError(f"missing input {missing}; this model needs {', '.join(self.inputs)}")
         example = {k: self.transforms[k](values[k]) for k in self.inputs}
+        for name, x in example.items():
+            expected = tuple(self.meta["in_shapes"][name])
+            if tuple(x.shape) != expected:
+                raise DataError(
+                    f"input '{name}' became a tensor of shape {tuple(x.shape)} but this model was trained on "
+                    f"{expected}; give the same kind of {self.inputs[name]} input it was trained on "
+                    f"(data: {self.meta.get('data_source', '?')})"
+                )
         inputs, _ = collate([(example, torch.tensor(0))])
         probs = self.model.head.predict(self.model(inputs))[0]
         best = int(probs.argmax())
