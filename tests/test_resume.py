@@ -1,0 +1,131 @@
+"""Checkpoints and resume: a SIGKILLed run continues to exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_recipe
+from torch import nn
+
+from polymodal import api
+from polymodal.errors import CheckpointError
+from polymodal.train.checkpoint import (
+    load_checkpoint,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    save_checkpoint,
+)
+from polymodal.train.optim import build_optimizer
+
+
+def cli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "polymodal", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def epochs_of(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(manifest, tmp_path):
+    recipe = tiny_recipe(manifest, epochs=30, checkpoint_every=3)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+
+    killed = tmp_path / "killed"
+    proc = cli("train", str(path), "--run-dir", str(killed))
+    deadline = time.monotonic() + 60
+    while not (killed / "checkpoints" / "latest").exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no checkpoint within 60 s"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
+    done_before = len(epochs_of(killed)) if (killed / "metrics.jsonl").exists() else 0
+    assert done_before < 30
+
+    resumed = cli("train", "--resume", "--run-dir", str(killed))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    straight = tmp_path / "straight"
+    full = cli("train", str(path), "--run-dir", str(straight))
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+
+    a, b = epochs_of(killed), epochs_of(straight)
+    assert [r["epoch"] for r in a] == list(range(1, 31))
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-4)
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-4)
+    ta = json.loads((killed / "metrics.json").read_text())["test"]
+    tb = json.loads((straight / "metrics.json").read_text())["test"]
+    assert ta["accuracy"] == tb["accuracy"] and ta["loss"] == pytest.approx(tb["loss"], abs=1e-4)
+    # every checkpoint left behind is complete and loadable
+    predictor = api.load(killed)
+    model = predictor.model
+    opt = build_optimizer(model, predictor.recipe.trainer)
+    for folder in (killed / "checkpoints").glob("step-*"):
+        (killed / "checkpoints" / "probe").mkdir(exist_ok=True)
+        (killed / "checkpoints" / "probe" / "latest").write_text(folder.name)
+        os.symlink(folder, killed / "checkpoints" / "probe" / folder.name)
+        assert load_checkpoint(killed / "checkpoints" / "probe", model, opt)["step"] > 0
+
+
+def small() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).sum().backward()
+        opt.step()
+    return model, opt
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_optimizer_state_round_trips_without_pickle(kind):
+    model, _ = small()
+    opt = (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if kind == "sgd"
+           else torch.optim.AdamW(model.parameters(), lr=0.01))
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    tensors, meta = optimizer_to_flat(opt)
+    json.dumps(meta)  # the non-tensor part must be plain JSON
+    fresh = type(opt)(model.parameters(), lr=1.0)
+    optimizer_from_flat(fresh, tensors, json.loads(json.dumps(meta)))
+    a, b = opt.state_dict(), fresh.state_dict()
+    assert a["param_groups"][0]["lr"] == b["param_groups"][0]["lr"]
+    for pid, st in a["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["state"][pid][k])), k
+
+
+def test_checkpoints_keep_newest_and_point_latest_at_a_complete_folder(tmp_path):
+    model, opt = small()
+    for step in (10, 20, 30):
+        save_checkpoint(tmp_path, step, model, opt, {"step": step}, keep=2)
+    folders = sorted(p.name for p in tmp_path.glob("step-*"))
+    assert folders == ["step-0000020", "step-0000030"]
+    assert (tmp_path / "latest").read_text().strip() == "step-0000030"
+    assert {p.name for p in (tmp_path / "step-0000030").iterdir()} == {"model.safetensors", "optim.safetensors",
+                                                                       "state.json"}
+    assert not list(tmp_path.glob(".tmp-*"))
+    model2, opt2 = small()
+    assert load_checkpoint(tmp_path, model2, opt2)["step"] == 30
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    model, opt = small()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path, model, opt)
+    with pytest.raises(CheckpointError, match="recipe.yaml"):
+        api.train(None, tmp_path, resume=True)
