@@ -95,3 +95,8 @@ def test_builtin_avdigits_offline_mfcc(tmp_path):
     x, y = data.splits["test"][0]
     assert x["image"].shape == (1, 28, 28) and x["audio"].shape == (1, 13, 80)
     assert "MFCC" in data.source
+
+
+def test_bf16_autocast_trains(manifest, tmp_path):
+    res = api.train(tiny_recipe(manifest, precision="bf16"), tmp_path / "bf16")
+    assert res.test["accuracy"] > 0.6
