@@ -189,8 +189,7 @@ def build_data(recipe: Recipe, base: Path | None = None, transform_states: dict[
         if len(r) == 0:
             raise DataError(f"the {name} split is empty; add rows or change data.{name}_fraction")
     columns = {
-        name: {s.name: input_cells(frame, s, r, table.base_dir) for s in recipe.inputs}
-        for name, r in rows.items()
+        name: {s.name: input_cells(frame, s, r, table.base_dir) for s in recipe.inputs} for name, r in rows.items()
     }
     for s in recipe.inputs:
         if transform_states is not None:

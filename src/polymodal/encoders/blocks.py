@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -22,3 +23,25 @@ def conv_stack(in_channels: int, width: int, depth: int) -> tuple[nn.Sequential,
         ]
         c_in = c_out
     return nn.Sequential(*layers), c_in
+
+
+def split_mask(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, C + 1) series with a trailing validity channel -> values (B, T, C) and mask (B, T) bool."""
+    return x[..., :-1], x[..., -1] > 0.5
+
+
+def masked_mean_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean and max over valid steps of (B, T, D) -> (B, 2D); padding never wins the max."""
+    m = mask.unsqueeze(-1).to(h.dtype)
+    mean = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+    peak = h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).amax(1)
+    return torch.cat([mean, peak], dim=-1)
+
+
+def example_series(batch: int, length: int, channels: int) -> torch.Tensor:
+    """A random (B, T, C + 1) series whose examples end at different steps (for contract tests)."""
+    x = torch.randn(batch, length, channels + 1)
+    x[..., -1] = 1.0
+    for b in range(batch):
+        x[b, length - 2 * b - 1 :, :] = 0.0  # example b has 2b + 1 padded steps
+    return x

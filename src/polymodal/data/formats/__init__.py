@@ -1,0 +1,1 @@
+"""Readers for file formats that hold whole datasets (not one example per file)."""
