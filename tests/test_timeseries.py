@@ -24,8 +24,7 @@ TS = """# a comment
 
 
 def ts(**kw) -> TimeSeriesTransform:
-    args = dict(max_length=8, resample_to=0, normalize="none", nan_policy="raise", clock_hz=0.0, jitter=0.0,
-                scale=0.0)
+    args = dict(max_length=8, resample_to=0, normalize="none", nan_policy="raise", clock_hz=0.0, jitter=0.0, scale=0.0)
     return TimeSeriesTransform(**{**args, **kw})
 
 
@@ -38,12 +37,15 @@ def test_ts_reader_variable_length_and_missing(tmp_path):
     assert np.isnan(series[2][1, 0]) and series[0][2, 1] == 6
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("@data\n1,2:3,4:a\n1,2:b\n", r"toy.ts:3: 1 dimensions, but earlier cases have 2"),
-    ("@data\n1,x:3,4:a\n", r"toy.ts:2: not a number"),
-    ("1,2:a\n", r"toy.ts:1: expected an @ header"),
-    ("@problemName x\n", "no @data line"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("@data\n1,2:3,4:a\n1,2:b\n", r"toy.ts:3: 1 dimensions, but earlier cases have 2"),
+        ("@data\n1,x:3,4:a\n", r"toy.ts:2: not a number"),
+        ("1,2:a\n", r"toy.ts:1: expected an @ header"),
+        ("@problemName x\n", "no @data line"),
+    ],
+)
 def test_ts_reader_names_the_bad_line(tmp_path, text, match):
     p = tmp_path / "toy.ts"
     p.write_text(text)
@@ -138,8 +140,9 @@ def test_basicmotions_recipe_trains_and_predicts(tmp_path):
     from polymodal import api
     from polymodal.config import load_recipe
 
-    recipe = load_recipe("basicmotions", ["trainer.epochs=4", "inputs.accel.encoder.width=8",
-                                          "inputs.gyro.encoder.width=8"])
+    recipe = load_recipe(
+        "basicmotions", ["trainer.epochs=4", "inputs.accel.encoder.width=8", "inputs.gyro.encoder.width=8"]
+    )
     res = api.train(recipe, tmp_path / "bm")
     assert res.test["n"] == 40
     states = json.loads((tmp_path / "bm" / "transforms.json").read_text())

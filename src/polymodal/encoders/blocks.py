@@ -45,3 +45,12 @@ def example_series(batch: int, length: int, channels: int) -> torch.Tensor:
     for b in range(batch):
         x[b, length - 2 * b - 1 :, :] = 0.0  # example b has 2b + 1 padded steps
     return x
+
+
+def example_tokens(batch: int, length: int, vocab_size: int) -> torch.Tensor:
+    """Random (B, T) token ids with trailing padding (id 0) of different lengths, one row all padding."""
+    ids = torch.randint(2, vocab_size, (batch, length))
+    for b in range(batch):
+        ids[b, length - 3 * b :] = 0
+    ids[-1] = 0
+    return ids

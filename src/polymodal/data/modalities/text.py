@@ -1,0 +1,118 @@
+"""Text: a tokenizer learnt on the training column (characters, BPE or WordPiece), padded token ids.
+
+Output: (max_length,) int64 ids with ``[PAD]`` = 0 and ``[UNK]`` = 1. Empty and missing cells give an
+all-padding row, which the text encoders handle (their masked pooling sees zero valid tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from polymodal.data.modalities.base import Transform
+from polymodal.errors import DataError
+from polymodal.registry import MODALITIES
+
+SPECIALS = ["[PAD]", "[UNK]"]
+PAD, UNK = 0, 1
+
+
+@dataclass
+class TextPreprocessing:
+    """Recipe keys under ``preprocessing`` for a text input."""
+
+    tokenizer: Literal["char", "bpe", "wordpiece"] = "wordpiece"
+    vocab_size: Annotated[int, Field(ge=len(SPECIALS) + 1)] = 2000
+    min_frequency: Annotated[int, Field(ge=1)] = 2
+    max_length: Annotated[int, Field(ge=1)] = 32
+    lowercase: bool = True
+    token_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # training-time: replace tokens by [UNK]
+
+
+def as_text(cell: Any) -> str:
+    """Cell -> string; None and NaN (an empty CSV cell) are the empty string."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return ""
+    return cell if isinstance(cell, str) else str(cell)
+
+
+@MODALITIES.register("text", TextPreprocessing)
+class TextTransform(Transform):
+    """Tokenise a text cell into (max_length,) ids with a vocabulary fitted on the training split."""
+
+    def __init__(
+        self,
+        tokenizer: str,
+        vocab_size: int,
+        min_frequency: int,
+        max_length: int,
+        lowercase: bool,
+        token_dropout: float,
+    ) -> None:
+        self.kind, self.vocab_size, self.min_frequency = tokenizer, vocab_size, min_frequency
+        self.max_length, self.lowercase, self.token_dropout = max_length, lowercase, token_dropout
+        self._tok: Tokenizer | None = None
+        self._chars: dict[str, int] | None = None
+
+    def fit(self, values: list[Any]) -> None:
+        texts = [as_text(v).lower() if self.lowercase else as_text(v) for v in values]
+        if self.kind == "char":
+            counts = Counter(ch for t in texts for ch in t)
+            keep = [c for c, n in counts.most_common(self.vocab_size - len(SPECIALS)) if n >= self.min_frequency]
+            self._chars = {c: i for i, c in enumerate(SPECIALS + sorted(keep))}
+            return
+        if self.kind == "bpe":
+            tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+            trainer: Any = trainers.BpeTrainer(
+                vocab_size=self.vocab_size, min_frequency=self.min_frequency, special_tokens=SPECIALS
+            )
+        else:
+            tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+            trainer = trainers.WordPieceTrainer(
+                vocab_size=self.vocab_size, min_frequency=self.min_frequency, special_tokens=SPECIALS
+            )
+        tok.normalizer = normalizers.BertNormalizer(lowercase=self.lowercase)
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        tok.train_from_iterator(texts, trainer)
+        self._tok = tok
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._chars is not None:
+            return {"kind": "char", "chars": list(self._chars)}
+        return {"kind": self.kind, "tokenizer": self._tok.to_str()} if self._tok is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "chars" in state:
+            self._chars = {c: i for i, c in enumerate(state["chars"])}
+        elif "tokenizer" in state:
+            self._tok = Tokenizer.from_str(state["tokenizer"])
+
+    def context(self) -> dict[str, Any]:
+        size = len(self._chars) if self._chars is not None else self._tok.get_vocab_size() if self._tok else None
+        return {"vocab_size": size, "pad_id": PAD}
+
+    def ids(self, text: str) -> list[int]:
+        if self._chars is not None:
+            text = text.lower() if self.lowercase else text
+            return [self._chars.get(ch, UNK) for ch in text]
+        if self._tok is None:
+            raise DataError("text input has no vocabulary yet: the transform must be fitted on training text first")
+        return self._tok.encode(text).ids
+
+    def __call__(self, cell: Any) -> torch.Tensor:
+        ids = self.ids(as_text(cell))[: self.max_length]
+        out = torch.zeros(self.max_length, dtype=torch.long)
+        out[: len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out  # (T,)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.token_dropout:
+            return x
+        drop = (torch.rand(x.shape) < self.token_dropout) & (x != PAD)
+        return x.masked_fill(drop, UNK)

@@ -1,0 +1,75 @@
+"""A Transformer encoder over token embeddings with a key-padding mask and masked mean pooling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from polymodal.encoders.blocks import example_tokens
+from polymodal.registry import ENCODERS
+
+
+@dataclass
+class TextTransformerConfig:
+    """Recipe keys for ``encoder: {name: text_transformer}``."""
+
+    width: Annotated[int, Field(ge=8)] = 64
+    heads: Annotated[int, Field(ge=1)] = 4
+    layers: Annotated[int, Field(ge=1, le=12)] = 2
+    out_dim: Annotated[int, Field(ge=1)] = 64
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+
+
+@ENCODERS.register("text_transformer", TextTransformerConfig)
+class TextTransformer(nn.Module):
+    """Token + learned position embeddings, pre-LN Transformer, masked mean -> (B, out_dim).
+
+    Args:
+        in_shape: One example's shape (T,).
+        vocab_size: Token vocabulary size V; pad_id: id of padding (masked out of attention and pooling).
+        width: Model width (divisible by ``heads``); layers: Transformer layers.
+        out_dim: Output width D; dropout: in the layers.
+    """
+
+    EXAMPLE_IN_SHAPE = (12,)
+    EXAMPLE_CONTEXT = {"vocab_size": 50, "pad_id": 0}
+
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        vocab_size: int,
+        pad_id: int,
+        width: int,
+        heads: int,
+        layers: int,
+        out_dim: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"text_transformer: width {width} must be divisible by heads {heads}")
+        self.pad_id = pad_id
+        self.embed = nn.Embedding(vocab_size, width)
+        self.pos = nn.Parameter(torch.zeros(1, in_shape[0], width))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_dim))
+        self.out_dim = out_dim
+
+    @staticmethod
+    def example_input(batch: int) -> torch.Tensor:
+        return example_tokens(batch, TextTransformer.EXAMPLE_IN_SHAPE[0], TextTransformer.EXAMPLE_CONTEXT["vocab_size"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = x != self.pad_id  # (B, T)
+        # An all-padding row would give attention nothing to attend to (NaN): let it see its first slot.
+        attend = mask.clone()
+        attend[:, 0] |= ~mask.any(1)
+        h = self.encoder(self.embed(x) + self.pos[:, : x.shape[1]], src_key_padding_mask=~attend)  # (B, T, W)
+        m = attend.unsqueeze(-1).float()
+        return self.proj((h * m).sum(1) / m.sum(1))  # (B, D)
