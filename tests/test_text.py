@@ -81,5 +81,6 @@ def test_clipart_dataset_loads_real_files():
     frame = table.frame
     assert frame["category"].nunique() == 19  # 22 categories, three with fewer than 20 images
     assert (table.base_dir / frame["image"].iloc[0]).is_file()
-    leaks = sum(bool(category_words(c) & set(k.lower().split())) for k, c in zip(frame["keywords"], frame["category"]))
+    pairs = zip(frame["keywords"], frame["category"], strict=True)
+    leaks = sum(bool(category_words(c) & set(k.lower().split())) for k, c in pairs)
     assert leaks == 0
