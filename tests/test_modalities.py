@@ -67,3 +67,32 @@ def test_real_fsdd_recording():
         pytest.skip("no local FSDD copy")
     x = audio()(str(root / "recordings" / "7_theo_3.wav"))
     assert x.shape == (1, 32, 60) and torch.isfinite(x).all()
+
+
+def test_image_augmentation_is_off_by_default_and_changes_pixels_when_on():
+    img = mnist_digits(4, 1)[0]
+    plain = ImageTransform(28, 1, 0.5, 0.5, 10**7)
+    x = plain(img)
+    assert plain.augment(x) is x
+    torch.manual_seed(0)
+    aug = ImageTransform(28, 1, 0.5, 0.5, 10**7, hflip=1.0, rotate=20, crop_scale=0.7, brightness=0.1, contrast=0.2)
+    y = aug.augment(x)
+    assert y.shape == x.shape and not torch.equal(x, y) and y.min() >= -1 and y.max() <= 1
+    flip = ImageTransform(28, 1, 0.5, 0.5, 10**7, hflip=1.0).augment(x)
+    assert torch.equal(flip, x.flip(-1))
+
+
+def test_specaugment_masks_bands_and_frames_only_when_enabled(tmp_path):
+    p = tmp_path / "t.wav"
+    sf.write(p, tone(1, 0), 8000)
+    x = audio()(str(p))
+    assert audio().augment(x) is x
+    torch.manual_seed(0)
+    y = audio(freq_mask=6, time_mask=10, num_masks=2).augment(x)
+    assert y.shape == x.shape and (y == 0).sum() > (x == 0).sum() and not torch.equal(x, y)
+
+
+def test_npy_feature_file(tmp_path):
+    feats = np.random.default_rng(0).normal(size=(30, 13)).astype(np.float32)
+    np.save(tmp_path / "f.npy", feats)
+    assert torch.equal(audio()(str(tmp_path / "f.npy")), audio()(feats))

@@ -36,6 +36,13 @@ class AudioPreprocessing:
     max_frames: Annotated[int, Field(ge=1)] = 100
     # Per-utterance mean/variance normalisation per feature (CMVN), the usual speech front-end step.
     normalize: bool = True
+    # SpecAugment (training only, off by default): masks of up to this many bands / frames, num_masks each.
+    freq_mask: Annotated[int, Field(ge=0)] = 0
+    time_mask: Annotated[int, Field(ge=0)] = 0
+    num_masks: Annotated[int, Field(ge=1, le=8)] = 2
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 
 
 def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> torch.Tensor:
@@ -59,9 +66,14 @@ def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode to mono float32 at ``sample_rate``; every failure is a one-line DataError."""
+    """Decode to mono float32 at ``sample_rate`` (a video file's audio track via PyAV); every failure is a
+    one-line DataError."""
     if not path.is_file():
         raise DataError(f"audio file not found: {path}")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        from polymodal.data.modalities.video import read_video_audio
+
+        return read_video_audio(path, sample_rate)
     try:
         wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
@@ -89,9 +101,13 @@ class AudioTransform(Transform):
         n_mfcc: int,
         max_frames: int,
         normalize: bool,
+        freq_mask: int = 0,
+        time_mask: int = 0,
+        num_masks: int = 2,
     ) -> None:
         self.sample_rate, self.features, self.n_fft, self.hop_length = sample_rate, features, n_fft, hop_length
         self.n_mels, self.n_mfcc, self.max_frames, self.normalize = n_mels, n_mfcc, max_frames, normalize
+        self.freq_mask, self.time_mask, self.num_masks = freq_mask, time_mask, num_masks
 
     @cached_property
     def _mel(self) -> torch.Tensor:
@@ -120,6 +136,8 @@ class AudioTransform(Transform):
             if value.ndim != 2:
                 raise DataError(f"audio feature array must be (frames, features), got shape {value.shape}")
             feats = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).T  # (F, T)
+        elif str(value).lower().endswith(".npy"):
+            return self(self.read_npy(Path(value)))
         else:
             feats = self.features_from_wave(read_audio(Path(value), self.sample_rate))
         feats = feats[:, : self.max_frames]
@@ -130,3 +148,26 @@ class AudioTransform(Transform):
         if feats.shape[1] < self.max_frames:
             feats = torch.nn.functional.pad(feats, (0, self.max_frames - feats.shape[1]))
         return feats.unsqueeze(0)  # (1, F, T)
+
+    @staticmethod
+    def read_npy(path: Path) -> np.ndarray:
+        """A precomputed (T, F) feature array saved with ``numpy.save`` (no pickle)."""
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read feature array {path}: {exc}") from None
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """SpecAugment: zero ``num_masks`` random bands of up to ``freq_mask`` features and frame spans of up to
+        ``time_mask`` frames (zero is the per-utterance mean after CMVN)."""
+        if not (self.freq_mask or self.time_mask):
+            return x
+        x = x.clone()
+        _, f, t = x.shape
+        for _ in range(self.num_masks):
+            for size, dim, extent in ((self.freq_mask, 1, f), (self.time_mask, 2, t)):
+                if size:
+                    width = int(torch.randint(0, min(size, extent) + 1, ()))
+                    start = int(torch.randint(0, extent - width + 1, ()))
+                    x.narrow(dim, start, width).zero_()
+        return x

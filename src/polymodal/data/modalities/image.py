@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
@@ -26,15 +28,35 @@ class ImagePreprocessing:
     std: Annotated[float, Field(gt=0)] = 0.5
     # Refuse images above this many pixels before decoding them (decompression-bomb guard).
     max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    # Training-time augmentation, all off by default.
+    hflip: Annotated[float, Field(ge=0, le=1)] = 0.0  # probability of a horizontal flip
+    rotate: Annotated[float, Field(ge=0, le=180)] = 0.0  # max rotation in degrees, either way
+    crop_scale: Annotated[float, Field(gt=0, le=1)] = 1.0  # random resized crop: min area kept (1 = off)
+    brightness: Annotated[float, Field(ge=0, le=1)] = 0.0  # max shift of intensity in [0, 1] units
+    contrast: Annotated[float, Field(ge=0, le=1)] = 0.0  # max relative contrast change
 
 
 @MODALITIES.register("image", ImagePreprocessing)
 class ImageTransform(Transform):
     """Decode a path or take a uint8 array, resize to size×size, return a (C, H, W) float tensor."""
 
-    def __init__(self, size: int, channels: int, mean: float, std: float, max_pixels: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        channels: int,
+        mean: float,
+        std: float,
+        max_pixels: int,
+        hflip: float = 0.0,
+        rotate: float = 0.0,
+        crop_scale: float = 1.0,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+    ) -> None:
         self.size, self.channels, self.mean, self.std = size, channels, mean, std
         self.max_pixels = max_pixels
+        self.hflip, self.rotate, self.crop_scale = hflip, rotate, crop_scale
+        self.brightness, self.contrast = brightness, contrast
 
     def read(self, value: Any) -> Image.Image:
         if isinstance(value, np.ndarray):
@@ -70,3 +92,31 @@ class ImageTransform(Transform):
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
         x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
         return (x - self.mean) / self.std
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Random flip, rotation + resized crop (one affine resampling), brightness and contrast."""
+        geometric = self.rotate > 0 or self.crop_scale < 1
+        if not (self.hflip or geometric or self.brightness or self.contrast):
+            return x
+        img = x * self.std + self.mean  # back to [0, 1] so photometric changes mean the same for any mean/std
+        if self.hflip and torch.rand(()) < self.hflip:
+            img = img.flip(-1)
+        if geometric:
+            angle = math.radians(self.rotate) * (2 * torch.rand(()).item() - 1)
+            side = math.sqrt(self.crop_scale + (1 - self.crop_scale) * torch.rand(()).item())  # crop side / image side
+            tx, ty = ((1 - side) * (2 * torch.rand(2) - 1)).tolist()  # crop centre stays inside the image
+            theta = torch.tensor(
+                [
+                    [side * math.cos(angle), -side * math.sin(angle), tx],
+                    [side * math.sin(angle), side * math.cos(angle), ty],
+                ],
+                dtype=img.dtype,
+            )
+            grid = F.affine_grid(theta[None], [1, *img.shape], align_corners=False)
+            img = F.grid_sample(img[None], grid, padding_mode="border", align_corners=False)[0]
+        if self.contrast:
+            factor = 1 + self.contrast * (2 * torch.rand(()).item() - 1)
+            img = (img - img.mean()) * factor + img.mean()
+        if self.brightness:
+            img = img + self.brightness * (2 * torch.rand(()).item() - 1)
+        return (img.clamp(0, 1) - self.mean) / self.std

@@ -1,0 +1,56 @@
+"""A Transformer over spectrogram frames: each frame's F features are one token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from polymodal.registry import ENCODERS
+
+
+@dataclass
+class AudioTransformerConfig:
+    """Recipe keys for ``encoder: {name: audio_transformer}``."""
+
+    width: Annotated[int, Field(ge=8)] = 64
+    heads: Annotated[int, Field(ge=1)] = 4
+    layers: Annotated[int, Field(ge=1, le=12)] = 2
+    out_dim: Annotated[int, Field(ge=1)] = 128
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+
+
+@ENCODERS.register("audio_transformer", AudioTransformerConfig)
+class AudioTransformer(nn.Module):
+    """(B, 1, F, T) features -> T frame tokens -> pre-LN Transformer -> mean over frames -> (B, out_dim).
+
+    Args:
+        in_shape: One example's shape (1, F, T).
+        width: Token width (divisible by ``heads``); layers: Transformer layers.
+        out_dim: Embedding width D; dropout: in the layers.
+    """
+
+    EXAMPLE_IN_SHAPE = (1, 13, 20)
+
+    def __init__(
+        self, in_shape: tuple[int, ...], width: int, heads: int, layers: int, out_dim: int, dropout: float
+    ) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"audio_transformer: width {width} must be divisible by heads {heads}")
+        _, f, t = in_shape
+        self.inp = nn.Linear(f, width)
+        self.pos = nn.Parameter(torch.zeros(1, t, width))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_dim))
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x[:, 0].transpose(1, 2)  # (B, T, F)
+        h = self.encoder(self.inp(frames) + self.pos[:, : frames.shape[1]])  # (B, T, W)
+        return self.proj(h.mean(dim=1))  # (B, D)

@@ -1,0 +1,61 @@
+"""A Vision Transformer: patch embedding, a CLS token, learned positions, pre-LN Transformer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from polymodal.registry import ENCODERS
+
+
+@dataclass
+class ImageViTConfig:
+    """Recipe keys for ``encoder: {name: image_vit}``."""
+
+    patch: Annotated[int, Field(ge=1)] = 4
+    width: Annotated[int, Field(ge=8)] = 64
+    heads: Annotated[int, Field(ge=1)] = 4
+    layers: Annotated[int, Field(ge=1, le=12)] = 4
+    out_dim: Annotated[int, Field(ge=1)] = 128
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+
+
+@ENCODERS.register("image_vit", ImageViTConfig)
+class ImageViT(nn.Module):
+    """ViT over (B, C, H, W): (H/p)·(W/p) patch tokens + CLS -> CLS output projected to (B, out_dim).
+
+    Args:
+        in_shape: One example's shape (C, H, W); H and W must be multiples of ``patch``.
+        patch: Patch side p; width: token width (divisible by ``heads``); layers: Transformer layers.
+        out_dim: Embedding width D; dropout: in the layers.
+    """
+
+    EXAMPLE_IN_SHAPE = (1, 28, 28)
+
+    def __init__(
+        self, in_shape: tuple[int, ...], patch: int, width: int, heads: int, layers: int, out_dim: int, dropout: float
+    ) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        if h % patch or w % patch:
+            raise ValueError(f"image_vit: image {h}×{w} is not a multiple of patch {patch}; change size or patch")
+        if width % heads:
+            raise ValueError(f"image_vit: width {width} must be divisible by heads {heads}")
+        self.patchify = nn.Conv2d(c, width, patch, patch)  # one linear map per non-overlapping patch
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos = nn.Parameter(torch.zeros(1, 1 + (h // patch) * (w // patch), width))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patchify(x).flatten(2).transpose(1, 2)  # (B, N, W)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos  # (B, 1 + N, W)
+        return self.proj(self.norm(self.encoder(tokens)[:, 0]))  # (B, D)
