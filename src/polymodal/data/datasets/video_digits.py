@@ -1,0 +1,107 @@
+"""Video-Digits: MP4 files the project writes itself — an MNIST digit moving across the frame, with the
+matching spoken digit (FSDD) as the audio track — read back through the video and audio paths."""
+
+from __future__ import annotations
+
+import fractions
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import av
+import numpy as np
+import pandas as pd
+from PIL import Image
+from pydantic import Field
+
+from polymodal.data.datasets.avdigits import pair_images
+from polymodal.data.datasets.common import ENV_VAR
+from polymodal.data.datasets.fsdd import fsdd_dir, fsdd_wav_frame
+from polymodal.data.modalities.audio import read_audio
+from polymodal.data.table import Table
+from polymodal.errors import DataError
+from polymodal.registry import DATASETS
+
+FPS = 10
+CANVAS = 32
+DIGIT = 16
+
+
+def moving_digit(image: np.ndarray, n_frames: int) -> np.ndarray:
+    """(n_frames, CANVAS, CANVAS, 3) uint8: the digit slides left to right along a diagonal."""
+    small = np.asarray(Image.fromarray(image).resize((DIGIT, DIGIT), Image.BILINEAR))
+    frames = np.zeros((n_frames, CANVAS, CANVAS, 3), np.uint8)
+    for i in range(n_frames):
+        x = round(i * (CANVAS - DIGIT) / max(1, n_frames - 1))
+        y = round((CANVAS - DIGIT) / 2 + (i / max(1, n_frames - 1) - 0.5) * 8)
+        frames[i, y : y + DIGIT, x : x + DIGIT] = small[..., None]
+    return frames
+
+
+def write_mp4(path: Path, frames: np.ndarray, wave: np.ndarray, sample_rate: int) -> None:
+    """H.264 video at FPS + AAC mono audio, written to a temporary name and renamed when complete."""
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    with av.open(str(tmp), "w") as container:
+        video = container.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        audio = container.add_stream("aac", rate=sample_rate)
+        audio.layout = "mono"
+        for f in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(video.encode())
+        step = audio.codec_context.frame_size or 1024
+        for i in range(0, len(wave), step):
+            chunk = av.AudioFrame.from_ndarray(
+                wave[None, i : i + step].astype(np.float32), format="fltp", layout="mono"
+            )
+            chunk.sample_rate, chunk.pts, chunk.time_base = sample_rate, i, fractions.Fraction(1, sample_rate)
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+    os.replace(tmp, path)
+
+
+@dataclass
+class VideoDigitsOptions:
+    """Recipe keys under ``data.options`` for ``video_digits``.
+
+    max_index: FSDD recordings with index < max_index are used (0-4 are FSDD's official test split).
+    """
+
+    out_dir: str | None = None
+    max_index: Annotated[int, Field(ge=6, le=50)] = 15
+    fsdd_dir: str | None = None
+
+
+@DATASETS.register("video_digits", VideoDigitsOptions)
+class VideoDigits:
+    """Generated MP4s: a moving MNIST digit with the same digit spoken (FSDD) as the audio track."""
+
+    def __init__(self, out_dir: str | None, max_index: int, fsdd_dir: str | None) -> None:
+        cache = Path(os.environ.get("POLYMODAL_CACHE") or Path.home() / ".cache" / "polymodal")
+        self.out_dir = Path(out_dir) if out_dir else cache / "video_digits"
+        self.max_index, self.fsdd_dir = max_index, fsdd_dir
+
+    def status(self) -> str:
+        if fsdd_dir(self.fsdd_dir) is None:
+            return f"needs FSDD WAVs: put them in ${ENV_VAR}/fsdd or ../shared/data/fsdd"
+        return f"generated from FSDD + MNIST into {self.out_dir}"
+
+    def load(self) -> Table:
+        root = fsdd_dir(self.fsdd_dir)
+        if root is None:
+            raise DataError(f"video_digits is generated from FSDD WAVs; set {ENV_VAR} to a folder holding fsdd/")
+        frame = fsdd_wav_frame(root)
+        frame = frame[frame["index"] < self.max_index].reset_index(drop=True)
+        images = pair_images(frame["digit"].to_numpy(), frame["split"].to_numpy(), seed=0)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for row, image in zip(frame.itertuples(), images, strict=True):
+            path = self.out_dir / f"{Path(row.audio).stem}.mp4"
+            if not path.is_file():  # generated once, then reused
+                wave = read_audio(Path(row.audio), 8000)
+                n_frames = max(4, round(len(wave) / 8000 * FPS))
+                write_mp4(path, moving_digit(image, n_frames), wave, 8000)
+            paths.append(str(path))
+        table = pd.DataFrame({"video": paths, "label": frame["digit"], "split": frame["split"]})
+        return Table(table, label="label", split="split", source=f"video_digits ({self.out_dir})")
