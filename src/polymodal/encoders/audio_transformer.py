@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from polymodal.encoders.blocks import learned_positions, transformer
 from polymodal.registry import ENCODERS
 
 
@@ -39,14 +40,10 @@ class AudioTransformer(nn.Module):
         self, in_shape: tuple[int, ...], width: int, heads: int, layers: int, out_dim: int, dropout: float
     ) -> None:
         super().__init__()
-        if width % heads:
-            raise ValueError(f"audio_transformer: width {width} must be divisible by heads {heads}")
         _, f, t = in_shape
         self.inp = nn.Linear(f, width)
-        self.pos = nn.Parameter(torch.zeros(1, t, width))
-        nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.pos = learned_positions(t, width)
+        self.encoder = transformer("audio_transformer", width, heads, layers, dropout)
         self.proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_dim))
         self.out_dim = out_dim
 

@@ -54,3 +54,17 @@ def example_tokens(batch: int, length: int, vocab_size: int) -> torch.Tensor:
         ids[b, length - 3 * b :] = 0
     ids[-1] = 0
     return ids
+
+
+def transformer(name: str, width: int, heads: int, layers: int, dropout: float) -> nn.TransformerEncoder:
+    """The pre-LN Transformer encoder every token encoder here uses (MLP 2× width, batch first)."""
+    if width % heads:
+        raise ValueError(f"{name}: width {width} must be divisible by heads {heads}")
+    layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
+    # Nested tensors would skip padded positions differently in train and eval; keep one code path.
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+def learned_positions(length: int, width: int) -> nn.Parameter:
+    """(1, length, width) position embeddings, initialised small (std 0.02, as in GPT-2/ViT)."""
+    return nn.Parameter(torch.randn(1, length, width) * 0.02)

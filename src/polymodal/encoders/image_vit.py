@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from polymodal.encoders.blocks import learned_positions, transformer
 from polymodal.registry import ENCODERS
 
 
@@ -43,14 +44,10 @@ class ImageViT(nn.Module):
         c, h, w = in_shape
         if h % patch or w % patch:
             raise ValueError(f"image_vit: image {h}×{w} is not a multiple of patch {patch}; change size or patch")
-        if width % heads:
-            raise ValueError(f"image_vit: width {width} must be divisible by heads {heads}")
         self.patchify = nn.Conv2d(c, width, patch, patch)  # one linear map per non-overlapping patch
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
-        self.pos = nn.Parameter(torch.zeros(1, 1 + (h // patch) * (w // patch), width))
-        nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.pos = learned_positions(1 + (h // patch) * (w // patch), width)
+        self.encoder = transformer("image_vit", width, heads, layers, dropout)
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, out_dim)
         self.out_dim = out_dim

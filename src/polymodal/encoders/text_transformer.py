@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.encoders.blocks import example_tokens
+from polymodal.encoders.blocks import example_tokens, learned_positions, transformer
 from polymodal.registry import ENCODERS
 
 
@@ -50,14 +50,10 @@ class TextTransformer(nn.Module):
         dropout: float,
     ) -> None:
         super().__init__()
-        if width % heads:
-            raise ValueError(f"text_transformer: width {width} must be divisible by heads {heads}")
         self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, width)
-        self.pos = nn.Parameter(torch.zeros(1, in_shape[0], width))
-        nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.pos = learned_positions(in_shape[0], width)
+        self.encoder = transformer("text_transformer", width, heads, layers, dropout)
         self.proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_dim))
         self.out_dim = out_dim
 

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.encoders.blocks import example_series, masked_mean_max, split_mask
+from polymodal.encoders.blocks import example_series, learned_positions, masked_mean_max, split_mask, transformer
 from polymodal.registry import ENCODERS
 
 
@@ -50,13 +50,9 @@ class TSTransformer(nn.Module):
         dropout: float,
     ) -> None:
         super().__init__()
-        if width % heads:
-            raise ValueError(f"ts_transformer: width {width} must be divisible by heads {heads}")
         self.inp = nn.Linear(channels, width)
-        self.pos = nn.Parameter(torch.zeros(1, in_shape[0], width))
-        nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.pos = learned_positions(in_shape[0], width)
+        self.encoder = transformer("ts_transformer", width, heads, layers, dropout)
         self.proj = nn.Sequential(nn.LayerNorm(2 * width), nn.Dropout(dropout), nn.Linear(2 * width, out_dim))
         self.out_dim = out_dim
 

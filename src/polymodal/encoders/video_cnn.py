@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.encoders.blocks import conv_stack
+from polymodal.encoders.blocks import conv_stack, learned_positions
 from polymodal.registry import ENCODERS
 
 
@@ -50,8 +50,7 @@ class VideoCNN(nn.Module):
         if temporal == "transformer":
             if out_dim % heads:
                 raise ValueError(f"video_cnn: out_dim {out_dim} must be divisible by heads {heads}")
-            self.pos = nn.Parameter(torch.zeros(1, t, out_dim))
-            nn.init.normal_(self.pos, std=0.02)
+            self.pos = learned_positions(t, out_dim)
             self.temporal = nn.TransformerEncoderLayer(
                 out_dim, heads, 2 * out_dim, dropout, batch_first=True, norm_first=True
             )
