@@ -150,3 +150,16 @@ def test_basicmotions_recipe_trains_and_predicts(tmp_path):
     case = BasicMotions(None).load().frame.iloc[0]
     out = api.load(tmp_path / "bm").predict(accel=case["accel"], gyro=case["gyro"])
     assert out["label"] in {"Standing", "Running", "Walking", "Badminton"}
+
+
+def test_training_windows_are_random_valid_crops():
+    torch.manual_seed(0)
+    t = ts(max_length=20, window=5)
+    x = t(np.arange(15, dtype=float)[:, None])
+    starts = set()
+    for _ in range(30):
+        w = t.augment(x)
+        assert w[:, -1].tolist() == [1.0] * 5 + [0.0] * 15
+        assert (np.diff(w[:5, 0].numpy()) == 1).all()  # consecutive steps
+        starts.add(float(w[0, 0]))
+    assert len(starts) > 3 and max(starts) <= 10
