@@ -33,6 +33,9 @@ class TimeSeriesPreprocessing:
     clock_hz: Annotated[float, Field(ge=0)] = 0.0  # common clock for timestamped streams; 0 = finest stream's
     jitter: Annotated[float, Field(ge=0)] = 0.0  # training-time Gaussian noise (in normalised units)
     scale: Annotated[float, Field(ge=0)] = 0.0  # training-time per-channel gain spread
+    # Training-time windowing: each epoch sees a random window of this many steps of each series (0 = off);
+    # evaluation sees the whole series, which the masked-pooling encoders accept at any length.
+    window: Annotated[int, Field(ge=0)] = 0
 
 
 def read_stream(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -79,9 +82,11 @@ class TimeSeriesTransform(Transform):
         clock_hz: float,
         jitter: float,
         scale: float,
+        window: int = 0,
     ) -> None:
         self.max_length, self.resample_to, self.normalize = max_length, resample_to, normalize
         self.nan_policy, self.clock_hz, self.jitter, self.scale = nan_policy, clock_hz, jitter, scale
+        self.window = window
         self.mean: list[float] | None = None
         self.std: list[float] | None = None
         self.channels: int | None = None
@@ -152,9 +157,21 @@ class TimeSeriesTransform(Transform):
         return out  # (T, C + 1)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
+        if self.window:
+            x = self.random_window(x)
         if not (self.jitter or self.scale):
             return x
         mask = x[:, -1:]
         values = x[:, :-1] * (1 + self.scale * torch.randn(1, x.shape[1] - 1))
         values = values + self.jitter * torch.randn_like(values)
         return torch.cat([values * mask, mask], dim=1)
+
+    def random_window(self, x: torch.Tensor) -> torch.Tensor:
+        """Keep ``window`` consecutive valid steps from a random start, moved to the front; the rest is padding."""
+        valid = int(x[:, -1].sum())
+        if valid <= self.window:
+            return x
+        start = int(torch.randint(0, valid - self.window + 1, ()))
+        out = torch.zeros_like(x)
+        out[: self.window] = x[start : start + self.window]
+        return out
