@@ -12,8 +12,7 @@ from polymodal.errors import CheckpointError, DataError
 
 
 def test_run_directory_is_complete(trained_run):
-    for name in ("recipe.yaml", "meta.json", "transforms.json", "weights.safetensors", "metrics.jsonl",
-                 "metrics.json"):
+    for name in ("recipe.yaml", "meta.json", "transforms.json", "weights.safetensors", "metrics.jsonl", "metrics.json"):
         assert (trained_run / name).is_file(), name
     epochs = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == list(range(1, 9))

@@ -107,8 +107,13 @@ def write_manifest(tmp_path, n_good: int = 60) -> None:
 def tiny_recipe(tmp_path, on_error: str) -> dict:
     return {
         "name": "bad",
-        "data": {"table": str(tmp_path / "table.csv"), "val_fraction": 0.2, "test_fraction": 0.2,
-                 "on_error": on_error, "disk_cache_dir": str(tmp_path / "cache")},
+        "data": {
+            "table": str(tmp_path / "table.csv"),
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+            "on_error": on_error,
+            "disk_cache_dir": str(tmp_path / "cache"),
+        },
         "inputs": [{"name": "image", "modality": "image", "encoder": {"name": "image_cnn", "width": 4, "out_dim": 8}}],
         "trainer": {"epochs": 1, "batch_size": 16, "checkpoint_every": 0},
     }

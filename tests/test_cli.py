@@ -9,8 +9,13 @@ import pytest
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "polymodal", *args], capture_output=True, text=True, timeout=300,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": "/tmp", **_keep()})
+    return subprocess.run(
+        [sys.executable, "-m", "polymodal", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": "/tmp", **_keep()},
+    )
 
 
 def _keep() -> dict[str, str]:
@@ -42,8 +47,14 @@ def test_datasets_list():
 
 
 def test_predict_prints_label_and_probabilities(trained_run, manifest):
-    res = run("predict", str(trained_run), "--image", str(manifest.parent / "2_5.png"),
-              "--audio", str(manifest.parent / "2_5.wav"))
+    res = run(
+        "predict",
+        str(trained_run),
+        "--image",
+        str(manifest.parent / "2_5.png"),
+        "--audio",
+        str(manifest.parent / "2_5.wav"),
+    )
     assert res.returncode == 0, res.stderr
     assert "label: d2" in res.stdout and "probability" in res.stdout
 

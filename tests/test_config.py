@@ -46,8 +46,16 @@ def test_bad_choice_lists_allowed_values():
     assert "trainer.optimizer" in msg and "'adam'" in msg and "adamw" in msg and "sgd" in msg
 
 
-@pytest.mark.parametrize(("path", "value"), [("trainer.lr", -1), ("trainer.epochs", 0), ("trainer.batch_size", "x"),
-                                             ("data.val_fraction", 1.5), ("inputs.image.preprocessing.channels", 2)])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("trainer.lr", -1),
+        ("trainer.epochs", 0),
+        ("trainer.batch_size", "x"),
+        ("data.val_fraction", 1.5),
+        ("inputs.image.preprocessing.channels", 2),
+    ],
+)
 def test_bad_value_names_key_and_value(path, value):
     msg = error(edit(path, value))
     assert path in msg and repr(value) in msg

@@ -30,8 +30,9 @@ def assert_all_grads(module: torch.nn.Module) -> None:
 def test_encoder_contract(name):
     entry = ENCODERS.get(name)
     torch.manual_seed(0)
-    enc = ENCODERS.build(name, {}, in_shape=entry.factory.EXAMPLE_IN_SHAPE,
-                         **getattr(entry.factory, "EXAMPLE_CONTEXT", {}))
+    enc = ENCODERS.build(
+        name, {}, in_shape=entry.factory.EXAMPLE_IN_SHAPE, **getattr(entry.factory, "EXAMPLE_CONTEXT", {})
+    )
     enc.train()
     out = enc(example_input(entry.factory))
     assert out.shape[0] == B and out.shape[-1] == enc.out_dim and out.ndim in (2, 3)

@@ -17,8 +17,11 @@ def test_against_sklearn():
     p[p == 4] = 3  # ... and never predicted at all
     m = classification_metrics(y, p, 5)
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, p))
-    for ours, avg in (("macro_precision", sk.precision_score), ("macro_recall", sk.recall_score),
-                      ("macro_f1", sk.f1_score)):
+    for ours, avg in (
+        ("macro_precision", sk.precision_score),
+        ("macro_recall", sk.recall_score),
+        ("macro_f1", sk.f1_score),
+    ):
         assert m[ours] == pytest.approx(avg(y, p, average="macro", labels=range(5), zero_division=0))
     assert m["confusion_matrix"] == sk.confusion_matrix(y, p, labels=range(5)).tolist()
     assert m["per_class"]["4"]["precision"] == 0.0 and m["per_class"]["4"]["support"] == (y == 4).sum()

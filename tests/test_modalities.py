@@ -25,8 +25,16 @@ def test_image_from_real_png(tmp_path):
 
 
 def audio(**kw) -> AudioTransform:
-    args = dict(sample_rate=8000, features="logmel", n_fft=256, hop_length=80, n_mels=32, n_mfcc=13, max_frames=60,
-                normalize=True)
+    args = dict(
+        sample_rate=8000,
+        features="logmel",
+        n_fft=256,
+        hop_length=80,
+        n_mels=32,
+        n_mfcc=13,
+        max_frames=60,
+        normalize=True,
+    )
     return AudioTransform(**{**args, **kw})
 
 

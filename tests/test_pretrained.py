@@ -39,8 +39,9 @@ def test_minilm_gives_similar_embeddings_to_similar_sentences():
     text.fit([])
     assert text.context() == {"vocab_size": 30522, "pad_id": 0}
     enc = MiniLM((16,), 30522, 0, freeze=True, out_dim=8, dropout=0.0).eval()
-    ids = torch.stack([text(s) for s in ("a cat sits on the mat", "a kitten is sitting on a rug",
-                                         "stock markets fell sharply today")])
+    ids = torch.stack(
+        [text(s) for s in ("a cat sits on the mat", "a kitten is sitting on a rug", "stock markets fell sharply today")]
+    )
     with torch.no_grad():
         mask = (ids != 0).unsqueeze(-1).float()
         h = enc.bert(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state

@@ -29,8 +29,14 @@ from polymodal.train.optim import build_optimizer
 
 def cli(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "polymodal", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "polymodal", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def epochs_of(run: Path) -> list[dict]:
@@ -94,8 +100,11 @@ def small() -> tuple[nn.Module, torch.optim.Optimizer]:
 @pytest.mark.parametrize("kind", ["adamw", "sgd"])
 def test_optimizer_state_round_trips_without_pickle(kind):
     model, _ = small()
-    opt = (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if kind == "sgd"
-           else torch.optim.AdamW(model.parameters(), lr=0.01))
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if kind == "sgd"
+        else torch.optim.AdamW(model.parameters(), lr=0.01)
+    )
     model(torch.randn(5, 4)).sum().backward()
     opt.step()
     tensors, meta = optimizer_to_flat(opt)
@@ -116,8 +125,11 @@ def test_checkpoints_keep_newest_and_point_latest_at_a_complete_folder(tmp_path)
     folders = sorted(p.name for p in tmp_path.glob("step-*"))
     assert folders == ["step-0000020", "step-0000030"]
     assert (tmp_path / "latest").read_text().strip() == "step-0000030"
-    assert {p.name for p in (tmp_path / "step-0000030").iterdir()} == {"model.safetensors", "optim.safetensors",
-                                                                       "state.json"}
+    assert {p.name for p in (tmp_path / "step-0000030").iterdir()} == {
+        "model.safetensors",
+        "optim.safetensors",
+        "state.json",
+    }
     assert not list(tmp_path.glob(".tmp-*"))
     model2, opt2 = small()
     assert load_checkpoint(tmp_path, model2, opt2)["step"] == 30
