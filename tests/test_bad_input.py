@@ -135,3 +135,12 @@ def test_skip_and_count(tmp_path):
     skipped = (tmp_path / "run" / "skipped.json").read_text()
     assert "junk.png" in skipped and "missing.png" in skipped
     assert (tmp_path / "run" / "weights.safetensors").is_file()
+
+
+def test_wrong_csv_columns_name_the_missing_column(tmp_path):
+    write_manifest(tmp_path)
+    recipe = tiny_recipe(tmp_path, "raise")
+    recipe["inputs"][0]["column"] = "picture"
+    with pytest.raises(DataError) as e:
+        api.train(recipe, tmp_path / "run")
+    assert "no column 'picture'" in one_line(e) and "image, label" in str(e.value)
