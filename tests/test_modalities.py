@@ -104,3 +104,14 @@ def test_npy_feature_file(tmp_path):
     feats = np.random.default_rng(0).normal(size=(30, 13)).astype(np.float32)
     np.save(tmp_path / "f.npy", feats)
     assert torch.equal(audio()(str(tmp_path / "f.npy")), audio()(feats))
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg"])
+def test_stereo_flac_and_ogg_are_mixed_down_and_resampled(tmp_path, ext):
+    t = np.arange(16000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+    sf.write(tmp_path / f"s.{ext}", np.stack([wave, wave], axis=1), 16000)
+    sf.write(tmp_path / "m.wav", wave[::2], 8000)
+    x, ref = audio(normalize=False)(str(tmp_path / f"s.{ext}")), audio(normalize=False)(str(tmp_path / "m.wav"))
+    assert x.shape == ref.shape == (1, 32, 60)
+    assert x[0, :, 5:40].mean(1).argmax() == ref[0, :, 5:40].mean(1).argmax()
