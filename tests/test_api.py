@@ -39,10 +39,38 @@ def test_predict_from_files(trained_run, manifest):
     assert out["label"] == "d1"
 
 
-def test_predict_refuses_missing_unknown_and_misshapen_inputs(trained_run, manifest, tmp_path):
+def test_predict_with_a_missing_input_uses_the_others(trained_run, manifest):
     predictor = api.load(trained_run)
-    with pytest.raises(DataError, match="missing input"):
-        predictor.predict(image=str(manifest.parent / "1_3.png"))
+    for missing in (None, ""):
+        out = predictor.predict(image=str(manifest.parent / "1_3.png"), audio=missing)
+        assert out["missing"] == ["audio"] and abs(sum(out["probabilities"].values()) - 1.0) < 1e-5
+    out = predictor.predict(audio=str(manifest.parent / "2_5.wav"))  # left out = missing
+    assert out["missing"] == ["image"] and out["label"] in predictor.classes
+
+
+def test_modality_dropout_keeps_each_input_predictive_alone(manifest, tmp_path, trained_run):
+    recipe = tiny_recipe(manifest)
+    recipe["modality_dropout"] = 0.5
+    res = api.train(recipe, tmp_path / "md")
+    without = json.loads((res.run_dir / "metrics.json").read_text())["test_without"]
+    assert min(without.values()) >= 0.6, without  # chance is 1/3
+    plain = json.loads((trained_run / "metrics.json").read_text())["test_without"]  # same recipe, no dropout
+    assert sum(without.values()) > sum(plain.values()), (without, plain)
+    predictor = api.load(res.run_dir)
+    assert predictor.predict(audio=str(manifest.parent / "2_5.wav"))["label"] == "d2"
+
+
+def test_test_metrics_include_accuracy_with_each_input_removed(trained_run):
+    without = json.loads((trained_run / "metrics.json").read_text())["test_without"]
+    assert set(without) == {"image", "audio"} and all(0.0 <= v <= 1.0 for v in without.values())
+    again = api.evaluate(trained_run, "test")["without"]
+    assert again == pytest.approx(without)
+
+
+def test_predict_refuses_no_input_unknown_and_misshapen_inputs(trained_run, manifest, tmp_path):
+    predictor = api.load(trained_run)
+    with pytest.raises(DataError, match="no input given"):
+        predictor.predict(image=None, audio="")
     with pytest.raises(DataError, match="unknown input"):
         predictor.predict(image="a.png", audio="b.wav", text="hello")
     import numpy as np
@@ -91,7 +119,7 @@ def test_builtin_avdigits_offline_mfcc(tmp_path):
     data = build_data(recipe)
     assert data.classes == [str(d) for d in range(10)]
     assert sum(len(s) for s in data.splits.values()) == 3000
-    x, y = data.splits["test"][0]
+    x, present, y = data.splits["test"][0]
     assert x["image"].shape == (1, 28, 28) and x["audio"].shape == (1, 13, 80)
     assert "MFCC" in data.source
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import polymodal.components  # noqa: F401  (registers everything)
+from polymodal.data.targets import num_outputs
 from polymodal.errors import ConfigError
 from polymodal.model import drop_modalities
 from polymodal.registry import DATASETS, ENCODERS, FUSIONS, HEADS, MODALITIES, Registry
@@ -53,8 +54,41 @@ def test_fusion_contract(name):
     fusion.train()
     out = fusion(fusion_inputs())
     assert out.shape == (B, fusion.out_dim) and torch.isfinite(out).all()
-    out.pow(2).mean().backward()
+    if fusion.emits_logits:
+        assert fusion.out_dim == 5
+    loss = out.pow(2).mean()
+    for logits in getattr(fusion, "unimodal_logits", {}).values():  # trained by their own loss
+        loss = loss + logits.pow(2).mean()
+    loss.backward()
     assert_all_grads(fusion)
+
+
+@pytest.mark.parametrize("name", FUSIONS.names())
+def test_fusion_accepts_token_sequences(name):
+    torch.manual_seed(0)
+    fusion = FUSIONS.build(name, {}, in_dims={"b_audio": 6, "a_image": 10}, num_outputs=5).eval()
+    e = {"b_audio": torch.randn(B, 7, 6), "a_image": torch.randn(B, 4, 10)}  # (B, T, D) tokens
+    out = fusion(e)
+    assert out.shape == (B, fusion.out_dim) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", FUSIONS.names())
+def test_fusion_handles_a_missing_modality(name):
+    """A sample whose audio is missing (zero embedding, flag False) gives finite output that does not depend on
+    what the audio encoder produced for it; the other samples are unaffected by the flag."""
+    torch.manual_seed(0)
+    fusion = FUSIONS.build(name, {}, in_dims={"b_audio": 6, "a_image": 10}, num_outputs=5).eval()
+    e = fusion_inputs()
+    present = {"a_image": torch.tensor([True, True, True]), "b_audio": torch.tensor([True, False, True])}
+    zeroed = {**e, "b_audio": e["b_audio"] * present["b_audio"].unsqueeze(1)}
+    out = fusion(zeroed, present)
+    assert torch.isfinite(out).all()
+    other = {**zeroed, "b_audio": zeroed["b_audio"].clone()}
+    other["b_audio"][0] += 1.0  # a present sample changes ...
+    assert not torch.allclose(fusion(other, present)[0], out[0])
+    assert torch.allclose(fusion(other, present)[1], out[1], atol=1e-6)  # ... the missing one does not care
+    everyone = {k: torch.ones(B, dtype=torch.bool) for k in e}
+    assert torch.allclose(fusion(e, everyone), fusion(e), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", FUSIONS.names())
@@ -68,13 +102,18 @@ def test_fusion_uses_sorted_keys_not_insertion_order(name):
 @pytest.mark.parametrize("name", HEADS.names())
 def test_head_contract(name):
     torch.manual_seed(0)
-    head = HEADS.build(name, {}, in_dim=12, num_classes=5)
+    cls = HEADS.get(name).factory
+    head = HEADS.build(name, getattr(cls, "EXAMPLE_CONFIG", {}), in_dim=12, target=cls.EXAMPLE_TARGET)
     logits = head(torch.randn(B, 12))
-    assert logits.shape == (B, 5) and torch.isfinite(logits).all()
-    loss = head.loss(logits, torch.tensor([0, 3, 4]))
+    assert logits.shape == (B, num_outputs(cls.EXAMPLE_TARGET)) and torch.isfinite(logits).all()
+    target = cls.example_target(B)
+    loss = head.loss(logits, target)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert_all_grads(head)
+    metrics = head.metrics(logits.detach().numpy(), target.numpy())
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and "macro_f1" in metrics
+    assert isinstance(head.describe(logits[0].detach()), dict)
 
 
 @pytest.mark.parametrize("name", MODALITIES.names())
@@ -110,10 +149,12 @@ def test_registering_twice_is_refused():
 
 def test_modality_dropout_never_drops_every_input():
     torch.manual_seed(0)
-    e = {"a": torch.ones(1000, 4), "b": torch.ones(1000, 3, 2)}
-    out = drop_modalities(e, 0.5)
-    dropped_a = out["a"].sum(1) == 0
-    dropped_b = out["b"].flatten(1).sum(1) == 0
+    present = {"a": torch.ones(1000, dtype=torch.bool), "b": torch.ones(1000, dtype=torch.bool)}
+    present["b"][:100] = False  # already missing: these rows must keep "a"
+    out = drop_modalities(present, 0.5)
+    dropped_a, dropped_b = ~out["a"], ~out["b"]
     assert not (dropped_a & dropped_b).any()
+    assert out["a"][:100].all()
+    dropped_b[:100] = False
     rate = (dropped_a | dropped_b).float().mean().item()
     assert 0.4 < rate < 0.6

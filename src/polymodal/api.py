@@ -21,8 +21,8 @@ import torch
 import yaml
 
 from polymodal.config import Recipe, load_recipe, parse_recipe, recipe_to_dict
-from polymodal.data.dataset import build_data, build_transforms, collate
-from polymodal.errors import CheckpointError, DataError, PolymodalError
+from polymodal.data.dataset import ExampleDataset, build_data, build_transforms, collate, is_missing
+from polymodal.errors import CheckpointError, ConfigError, DataError, PolymodalError
 from polymodal.model import MultimodalModel, build_model
 from polymodal.train.checkpoint import atomic_write_text, load_weights
 from polymodal.train.trainer import Callback, Trainer
@@ -114,13 +114,15 @@ def train(
     states_file = run / "transforms.json"
     states = json.loads(states_file.read_text(encoding="utf-8")) if resume and states_file.is_file() else None
     data = build_data(recipe, transform_states=states)
-    in_shapes = {name: tuple(t.shape) for name, t in data.splits["train"][0][0].items()}
+    in_shapes = data.splits["train"].shapes
+    check_monitor(recipe, data.target)
     contexts = {name: t.context() for name, t in data.transforms.items()}
-    model = build_model(recipe, in_shapes, len(data.classes), contexts)
+    model = build_model(recipe, in_shapes, data.target, contexts)
     if not resume:
         atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     meta = {
         "classes": data.classes,
+        "target": data.target,
         "in_shapes": in_shapes,
         "contexts": contexts,
         "data_source": data.source,
@@ -136,10 +138,11 @@ def train(
     if data.skipped:
         atomic_write_text(run / "skipped.json", json.dumps(data.skipped, indent=2))
     trainer = Trainer(model, recipe.trainer, run, recipe.seed, callback)
-    fit = trainer.fit(data.splits["train"], data.splits["val"], data.classes, resume=resume)
-    test = trainer.evaluate(data.splits["test"], data.classes)
+    fit = trainer.fit(data.splits["train"], data.splits["val"], resume=resume)
+    test = trainer.evaluate(data.splits["test"])
     record = {
         "test": test,
+        "test_without": modality_ablation(trainer, data.splits["test"]),
         "skipped_rows": len(data.skipped),
         "best_val": fit.best_val,
         "best_epoch": fit.best_epoch,
@@ -149,6 +152,23 @@ def train(
     }
     atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
     return RunResult(run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped))
+
+
+def check_monitor(recipe: Recipe, target: dict[str, Any]) -> None:
+    """A multi-task head without classification tasks has no accuracy to monitor."""
+    has_classes = target["kind"] != "multitask" or any(t["kind"] == "classification" for t in target["tasks"])
+    if not has_classes and recipe.trainer.monitor != "loss":
+        raise ConfigError(
+            f"trainer.monitor: '{recipe.trainer.monitor}' needs a classification task; set trainer.monitor: loss"
+        )
+
+
+def modality_ablation(trainer: Trainer, ds: ExampleDataset) -> dict[str, float]:
+    """Accuracy with each input removed (treated as missing in every row); empty for a single input."""
+    names = list(ds.columns)
+    if len(names) < 2:
+        return {}
+    return {name: trainer.evaluate(ds.view(removed=frozenset({name})))["accuracy"] for name in names}
 
 
 def single_input_recipe(recipe: Recipe, name: str) -> Recipe:
@@ -206,12 +226,13 @@ class Predictor:
         self.recipe = load_recipe(self.run_dir / "recipe.yaml")
         self.meta = json.loads((self.run_dir / "meta.json").read_text(encoding="utf-8"))
         self.classes: list[str] = self.meta["classes"]
+        self.target: dict[str, Any] = self.meta.get("target") or {"kind": "class", "classes": self.classes}
         self.transform_states = json.loads((self.run_dir / "transforms.json").read_text(encoding="utf-8"))
         self.transforms = build_transforms(self.recipe.inputs)
         for name, t in self.transforms.items():
             t.load_state_dict(self.transform_states.get(name, {}))
         self.model: MultimodalModel = build_model(
-            self.recipe, self.meta["in_shapes"], len(self.classes), self.meta.get("contexts")
+            self.recipe, self.meta["in_shapes"], self.target, self.meta.get("contexts")
         )
         load_weights(self.model, self.run_dir / "weights.safetensors")
         self.model.eval()
@@ -225,31 +246,37 @@ class Predictor:
     def predict(self, **values: Any) -> dict[str, Any]:
         """Predict one example: ``predict(image="x.png", audio="y.wav")``.
 
+        An input given as None or "" (or left out) is missing: the model predicts from the others, as it
+        was trained to with ``modality_dropout``. At least one input must be given.
+
         Returns:
-            ``{"label": str, "probabilities": {class: p}}`` with classes in the run's order.
+            The head's description (classification: ``{"label", "probabilities"}`` with classes in the run's
+            order) plus ``"missing": [input names]``.
         """
         unknown = sorted(set(values) - set(self.inputs))
         if unknown:
             raise DataError(f"unknown input {unknown}; this model takes {', '.join(self.inputs)}")
-        missing = [k for k in self.inputs if values.get(k) is None]
-        if missing:
-            raise DataError(f"missing input {missing}; this model needs {', '.join(self.inputs)}")
-        example = {k: self.transforms[k](values[k]) for k in self.inputs}
-        for name, x in example.items():
+        missing = [k for k in self.inputs if is_missing(values.get(k))]
+        if len(missing) == len(self.inputs):
+            raise DataError(f"no input given; this model takes {', '.join(self.inputs)} (at least one)")
+        example = {}
+        for name in self.inputs:
             expected = tuple(self.meta["in_shapes"][name])
+            if name in missing:
+                example[name] = torch.zeros(expected)
+                continue
+            x = self.transforms[name](values[name])
             if tuple(x.shape) != expected:
                 raise DataError(
                     f"input '{name}' became a tensor of shape {tuple(x.shape)} but this model was trained on "
                     f"{expected}; give the same kind of {self.inputs[name]} input it was trained on "
                     f"(data: {self.meta.get('data_source', '?')})"
                 )
-        inputs, _ = collate([(example, torch.tensor(0))])
-        probs = self.model.head.predict(self.model(inputs))[0]
-        best = int(probs.argmax())
-        return {
-            "label": self.classes[best],
-            "probabilities": {c: float(p) for c, p in zip(self.classes, probs, strict=True)},
-        }
+            example[name] = x
+        present = {k: k not in missing for k in self.inputs}
+        inputs, flags, _ = collate([(example, present, torch.tensor(0))])
+        logits = self.model(inputs, flags)[0]
+        return {**self.model.head.describe(logits), "missing": missing}
 
 
 def load(run_dir: str | Path) -> Predictor:
@@ -260,13 +287,14 @@ def load(run_dir: str | Path) -> Predictor:
 def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """Re-evaluate a finished run's weights on one split of its own data."""
     predictor = load(run_dir)
-    data = build_data(predictor.recipe, transform_states=predictor.transform_states)
+    data = build_data(predictor.recipe, transform_states=predictor.transform_states, target_info=predictor.target)
     if split not in data.splits:
         raise DataError(f"unknown split '{split}'; use train, val or test")
     trainer = Trainer(predictor.model, predictor.recipe.trainer, predictor.run_dir, predictor.recipe.seed)
     t0 = time.perf_counter()
-    result = trainer.evaluate(data.splits[split], data.classes)
-    return {**result, "split": split, "seconds": round(time.perf_counter() - t0, 3)}
+    result = trainer.evaluate(data.splits[split])
+    without = modality_ablation(trainer, data.splits[split])
+    return {**result, "without": without, "split": split, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 __all__ = ["train", "compare_modalities", "load", "evaluate", "Predictor", "RunResult", "PolymodalError"]

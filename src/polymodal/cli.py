@@ -129,6 +129,9 @@ def train(
             f"test accuracy {res.test['accuracy']:.4f}  macro F1 {res.test['macro_f1']:.4f}  "
             f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})"
         )
+        without = json.loads((res.run_dir / "metrics.json").read_text(encoding="utf-8")).get("test_without") or {}
+        if without:
+            out.print("test accuracy with one input missing: " + "  ".join(f"-{k} {v:.4f}" for k, v in without.items()))
         out.print(f"run directory: {res.run_dir}")
         skipped = res.skipped
     if skipped:
@@ -153,10 +156,19 @@ def evaluate(
     if as_json:
         out.print_json(json.dumps(m))
         return
-    out.print(
-        f"{split}: accuracy {m['accuracy']:.4f}  macro P {m['macro_precision']:.4f}  "
-        f"macro R {m['macro_recall']:.4f}  macro F1 {m['macro_f1']:.4f}  (n={m['n']})"
-    )
+    if "tasks" in m:
+        for task, tm in m["tasks"].items():
+            shown = {k: v for k, v in tm.items() if isinstance(v, (int, float))}
+            out.print(f"{split} {task}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    else:
+        out.print(
+            f"{split}: accuracy {m['accuracy']:.4f}  macro P {m['macro_precision']:.4f}  "
+            f"macro R {m['macro_recall']:.4f}  macro F1 {m['macro_f1']:.4f}  (n={m['n']})"
+        )
+    if m.get("without"):
+        out.print("accuracy with one input missing: " + "  ".join(f"-{k} {v:.4f}" for k, v in m["without"].items()))
+    if "confusion_matrix" not in m:
+        return
     names = list(m["per_class"])
     cm = Table(title="Confusion matrix (rows: true, columns: predicted)")
     cm.add_column("")
@@ -193,7 +205,15 @@ def predict(
     if as_json:
         out.print_json(json.dumps(res))
         return
-    out.print(f"label: [bold]{res['label']}[/]")
+    if res.get("missing"):
+        out.print(f"[yellow]missing input(s): {', '.join(res['missing'])}[/] (predicted from the others)")
+    if "label" not in res and "labels" not in res:  # multi-task: one block per task
+        out.print_json(json.dumps({k: v for k, v in res.items() if k != "missing"}))
+        return
+    if "labels" in res:
+        out.print(f"labels: [bold]{', '.join(res['labels']) or '(none)'}[/]")
+    else:
+        out.print(f"label: [bold]{res['label']}[/]")
     t = Table(show_header=True)
     t.add_column("class")
     t.add_column("probability", justify="right")

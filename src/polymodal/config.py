@@ -58,6 +58,9 @@ class DataConfig:
     table: str | None = None
     label: str | None = None  # default: the built-in dataset's label column, or "label" for a table
     split_column: str | None = None
+    # Multi-label heads: how labels are joined in one cell, and how often a label must occur in training.
+    label_separator: str = "|"
+    min_label_count: Annotated[int, Field(ge=1)] = 1
     val_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1
     cache: bool = True

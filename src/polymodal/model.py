@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from polymodal.config import Recipe
+from polymodal.data.targets import num_outputs
 from polymodal.registry import ENCODERS, FUSIONS, HEADS
 
 
@@ -31,35 +32,58 @@ class MultimodalModel(nn.Module):
         self.fusion = fusion
         self.head = head
         self.modality_dropout = modality_dropout
+        self._present: dict[str, torch.Tensor] | None = None
 
     def embed(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: enc(inputs[name]) for name, enc in self.encoders.items()}
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits (B, K). ``present``: optional ``{input: (B,) bool}``; a False input is treated as missing."""
         embeddings = self.embed(inputs)
         if self.training and self.modality_dropout > 0 and len(embeddings) > 1:
-            embeddings = drop_modalities(embeddings, self.modality_dropout)
-        return self.head(self.fusion(embeddings))  # (B, K)
+            b = next(iter(embeddings.values())).shape[0]
+            if present is None:
+                present = {k: torch.ones(b, dtype=torch.bool) for k in embeddings}
+            present = drop_modalities(present, self.modality_dropout)
+        if present is not None:
+            # A missing input's encoder saw a placeholder; zero its embedding so it carries nothing.
+            embeddings = {k: e * present[k].view(-1, *([1] * (e.ndim - 1))).to(e.dtype) for k, e in embeddings.items()}
+        self._present = present
+        return self.head(self.fusion(embeddings, present))
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The head's loss, plus (in training) the per-modality losses of fusions that keep unimodal
+        classifiers (late, stacking), each over the samples where that modality was present."""
+        loss = self.head.loss(logits, target)
+        weight = getattr(self.fusion, "unimodal_loss", 0.0)
+        per: dict[str, torch.Tensor] = getattr(self.fusion, "unimodal_logits", {})
+        if not (self.training and weight and per):
+            return loss
+        extra = []
+        for k, lg in per.items():
+            rows = self._present[k] if self._present is not None else slice(None)
+            if lg[rows].shape[0]:
+                extra.append(self.head.loss(lg[rows], target[rows]))
+        return loss + weight * torch.stack(extra).mean() if extra else loss
 
 
-def drop_modalities(embeddings: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
-    """Zero one randomly chosen input's embedding in a fraction ``p`` of the samples (never all inputs)."""
-    names = sorted(embeddings)
-    b = next(iter(embeddings.values())).shape[0]
+def drop_modalities(present: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
+    """Mark one randomly chosen input missing in a fraction ``p`` of the samples, only where at least two
+    inputs are present (so no sample loses every input). ``present``: ``{input: (B,) bool}``."""
+    names = sorted(present)
+    flags = torch.stack([present[k] for k in names], dim=1)  # (B, M)
+    b = flags.shape[0]
     victim = torch.randint(len(names), (b,))
-    hit = torch.rand(b) < p  # (B,)
-    out = {}
-    for i, name in enumerate(names):
-        keep = ~(hit & (victim == i))
-        e = embeddings[name]
-        out[name] = e * keep.view(-1, *([1] * (e.ndim - 1))).to(e.dtype)
-    return out
+    hit = (torch.rand(b) < p) & (flags.sum(1) >= 2)
+    drop = torch.nn.functional.one_hot(victim, len(names)).bool() & hit.unsqueeze(1)
+    kept = flags & ~drop
+    return {k: kept[:, i] for i, k in enumerate(names)}
 
 
 def build_model(
     recipe: Recipe,
     in_shapes: dict[str, tuple[int, ...]],
-    num_classes: int,
+    target: dict[str, Any],
     contexts: dict[str, dict[str, Any]] | None = None,
 ) -> MultimodalModel:
     """Build the recipe's model.
@@ -67,7 +91,7 @@ def build_model(
     Args:
         recipe: The validated recipe.
         in_shapes: One example's tensor shape per input.
-        num_classes: Number of classes K.
+        target: Target info from the data (classes, or tasks), see :mod:`polymodal.data.targets`.
         contexts: Per input, extra encoder arguments from its fitted transform (``Transform.context()``).
     """
     contexts = contexts or {}
@@ -81,13 +105,13 @@ def build_model(
         recipe.fusion.name,
         recipe.fusion.params,
         in_dims={k: e.out_dim for k, e in encoders.items()},
-        num_outputs=num_classes,
+        num_outputs=num_outputs(target),
     )
     head = HEADS.build(
         recipe.head.name,
         recipe.head.params,
         in_dim=fusion.out_dim,
-        num_classes=num_classes,
+        target=target,
         project=not fusion.emits_logits,
     )
     return MultimodalModel(encoders, fusion, head, recipe.modality_dropout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -9,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.table import Table, assign_splits, read_table
+from polymodal.data.targets import encode_targets
 from polymodal.errors import DataError
-from polymodal.registry import DATASETS, MODALITIES
+from polymodal.registry import DATASETS, HEADS, MODALITIES
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +52,28 @@ def load_table(recipe: Recipe, base: Path | None = None) -> Table:
     return table
 
 
-def class_names(values: Any) -> list[str]:
-    """Sorted class names; numbers sort numerically ("2" before "10")."""
-    names = sorted({str(v) for v in values})
-    try:
-        return sorted(names, key=float)
-    except ValueError:
-        return names
+def is_missing(value: Any) -> bool:
+    """An absent cell: None, NaN, an empty string, or a multi-column cell whose columns are all absent."""
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    if isinstance(value, str) and not value.strip():
+        return True
+    if isinstance(value, dict):
+        return bool(value) and all(is_missing(v) for v in value.values())
+    return value is pd.NA or value is pd.NaT
 
 
 class ExampleDataset(Dataset):
-    """Rows of a table, each turned into ``({input: tensor}, class index)`` by the input transforms.
+    """Rows of a table, each turned into ``({input: tensor}, {input: present}, class index)``.
+
+    A missing cell (see :func:`is_missing`) becomes a zero tensor of the input's shape with its present flag
+    False; the model then leaves that modality out.
 
     Args:
         columns: ``{input name: list of cell values}`` (paths already made absolute).
-        targets: Class index per row.
+        targets: Target per row (class index, multi-hot vector or task values).
         transforms: ``{input name: Transform}``.
         cache: Keep each preprocessed example in memory after its first use, so later epochs skip decoding
             and feature extraction (``__call__`` is deterministic; augmentation runs after the cache).
@@ -82,28 +92,53 @@ class ExampleDataset(Dataset):
     ) -> None:
         self.columns, self.targets, self.transforms = columns, torch.as_tensor(targets), transforms
         self.augment, self.disk_cache = augment, disk_cache
-        self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
+        self._cache: dict[int, dict[str, torch.Tensor | None]] | None = {} if cache else None
+        self.shapes: dict[str, tuple[int, ...]] = {}  # per input, for placeholders of missing cells
+        self.removed: frozenset[str] = frozenset()  # inputs treated as missing in every row
+        self.corruption: tuple[str, float, int] | None = None  # (input, level, seed) for robustness tests
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def preprocess(self, i: int) -> dict[str, torch.Tensor]:
+    def preprocess(self, i: int) -> dict[str, torch.Tensor | None]:
+        """The cached tensors of row ``i``; None where the cell is missing."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        if self.disk_cache is not None:
-            cache = self.disk_cache
-            example = {k: cache.get_or_compute(col[i], self.transforms[k]) for k, col in self.columns.items()}
-        else:
-            example = {k: self.transforms[k](col[i]) for k, col in self.columns.items()}
+        example: dict[str, torch.Tensor | None] = {}
+        for k, col in self.columns.items():
+            if is_missing(col[i]):
+                example[k] = None
+            elif self.disk_cache is not None:
+                example[k] = self.disk_cache.get_or_compute(col[i], self.transforms[k])
+            else:
+                example[k] = self.transforms[k](col[i])
         if self._cache is not None:
             self._cache[i] = example
         return example
 
-    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        example = self.preprocess(i)
-        if self.augment:
-            example = {k: self.transforms[k].augment(v) for k, v in example.items()}
-        return example, self.targets[i]
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], dict[str, bool], torch.Tensor]:
+        example = dict(self.preprocess(i))
+        if self.corruption is not None:
+            name, level, seed = self.corruption
+            if example[name] is not None and level > 0:
+                rng = np.random.default_rng([seed, i])
+                example[name] = self.transforms[name].corrupt(self.columns[name][i], example[name], level, rng)
+        present = {k: v is not None and k not in self.removed for k, v in example.items()}
+        out = {}
+        for k, v in example.items():
+            if not present[k]:
+                out[k] = torch.zeros(self.shapes[k])
+            else:
+                out[k] = self.transforms[k].augment(v) if self.augment else v
+        return out, present, self.targets[i]
+
+    def view(
+        self, removed: frozenset[str] = frozenset(), corruption: tuple[str, float, int] | None = None
+    ) -> ExampleDataset:
+        """The same rows (sharing the cache) with inputs removed or one input corrupted; no augmentation."""
+        out = copy.copy(self)
+        out.removed, out.corruption, out.augment = frozenset(removed), corruption, False
+        return out
 
     def subset(self, keep: np.ndarray) -> ExampleDataset:
         """The rows ``keep`` (indices) as a new dataset sharing transforms and already-cached examples."""
@@ -115,15 +150,38 @@ class ExampleDataset(Dataset):
             self.augment,
             self.disk_cache,
         )
+        out.shapes = self.shapes
         if self._cache is not None:
             out._cache = {j: self._cache[i] for j, i in enumerate(keep) if i in self._cache}
         return out
 
 
-def collate(batch: list[tuple[dict[str, torch.Tensor], torch.Tensor]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Stack each input across the batch: ``{name: (B, ...)}``, targets (B,)."""
-    inputs = {k: torch.stack([x[k] for x, _ in batch]) for k in batch[0][0]}
-    return inputs, torch.stack([y for _, y in batch])
+Example = tuple[dict[str, torch.Tensor], dict[str, bool], torch.Tensor]
+
+
+def collate(
+    batch: list[Example],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, torch.Tensor]:
+    """Stack each input across the batch: ``{name: (B, ...)}``, presence ``{name: (B,) bool}`` (None when
+    nothing is missing) and targets (B, ...)."""
+    inputs = {k: torch.stack([x[k] for x, _, _ in batch]) for k in batch[0][0]}
+    flags = {k: torch.tensor([p[k] for _, p, _ in batch]) for k in batch[0][1]}
+    present = None if all(bool(f.all()) for f in flags.values()) else flags
+    return inputs, present, torch.stack([y for _, _, y in batch])
+
+
+def input_shapes(ds: ExampleDataset, split: str) -> dict[str, tuple[int, ...]]:
+    """One example's tensor shape per input, from the first row where that input is present."""
+    shapes = {}
+    for k in ds.columns:
+        for i in range(len(ds)):
+            x = ds.preprocess(i)[k]
+            if x is not None:
+                shapes[k] = tuple(x.shape)
+                break
+        else:
+            raise DataError(f"input '{k}' is missing in every {split} row; give it values or drop the input")
+    return shapes
 
 
 def input_cells(frame: Any, spec: InputSpec, rows: np.ndarray, base_dir: Path | None) -> list[Any]:
@@ -145,7 +203,8 @@ class DataBundle:
     """Train/val/test datasets plus what a predictor needs to reproduce the preprocessing."""
 
     splits: dict[str, ExampleDataset]
-    classes: list[str]
+    classes: list[str]  # class or label names (multi-task: see ``target``)
+    target: dict[str, Any]  # target info (see polymodal.data.targets), saved in meta.json
     transforms: dict[str, Any]
     source: str
     skipped: list[dict[str, Any]]
@@ -168,7 +227,12 @@ def screen(ds: ExampleDataset, split: str, on_error: str) -> tuple[ExampleDatase
     return ds.subset(keep), bad
 
 
-def build_data(recipe: Recipe, base: Path | None = None, transform_states: dict[str, Any] | None = None) -> DataBundle:
+def build_data(
+    recipe: Recipe,
+    base: Path | None = None,
+    transform_states: dict[str, Any] | None = None,
+    target_info: dict[str, Any] | None = None,
+) -> DataBundle:
     """Load the table, split it deterministically, fit the transforms on the training rows and wrap each
     split as an :class:`ExampleDataset`; rows are screened up front (``data.on_error``) when cached.
 
@@ -176,18 +240,28 @@ def build_data(recipe: Recipe, base: Path | None = None, transform_states: dict[
         recipe: The validated recipe.
         base: Folder that a relative ``data.table`` is relative to.
         transform_states: Fitted transform states of a finished run (skip fitting, reuse them).
+        target_info: A finished run's target info, checked against the data's.
     """
     table = load_table(recipe, base)
     frame = table.frame
     split = assign_splits(table, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed)
-    classes = class_names(frame[table.label])
-    index = {c: i for i, c in enumerate(classes)}
-    targets = np.array([index[str(v)] for v in frame[table.label]], dtype=np.int64)
     transforms = build_transforms(recipe.inputs)
     rows = {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
     for name, r in rows.items():
         if len(r) == 0:
             raise DataError(f"the {name} split is empty; add rows or change data.{name}_fraction")
+    kind = HEADS.get(recipe.head.name).factory.TARGET
+    targets, target = encode_targets(
+        frame,
+        table.label,
+        kind,
+        rows["train"],
+        recipe.data.label_separator,
+        recipe.data.min_label_count,
+        getattr(recipe.head.params, "tasks", None),
+    )
+    if target_info is not None and target_info != target:
+        raise DataError("the data's labels differ from the ones this run was trained on; evaluate on the same data")
     columns = {
         name: {s.name: input_cells(frame, s, r, table.base_dir) for s in recipe.inputs} for name, r in rows.items()
     }
@@ -195,7 +269,7 @@ def build_data(recipe: Recipe, base: Path | None = None, transform_states: dict[
         if transform_states is not None:
             transforms[s.name].load_state_dict(transform_states.get(s.name, {}))
         else:
-            transforms[s.name].fit(columns["train"][s.name])
+            transforms[s.name].fit([c for c in columns["train"][s.name] if not is_missing(c)])
     disk_cache = FeatureCache(recipe.data.disk_cache_dir or default_cache_dir()) if recipe.data.disk_cache else None
     splits, skipped = {}, []
     for name, r in rows.items():
@@ -206,6 +280,10 @@ def build_data(recipe: Recipe, base: Path | None = None, transform_states: dict[
             ds, bad = screen(ds, name, recipe.data.on_error)
             skipped += bad
         splits[name] = ds
+    shapes = input_shapes(splits["train"], "train")
+    for ds in splits.values():
+        ds.shapes = shapes
     source = table.source or recipe.data.dataset or str(recipe.data.table)
     log.info("data %s: %s", source, {k: len(v) for k, v in splits.items()})
-    return DataBundle(splits, classes, transforms, source, skipped)
+    classes = target.get("classes") or [f"{t['column']}" for t in target.get("tasks", [])]
+    return DataBundle(splits, classes, target, transforms, source, skipped)

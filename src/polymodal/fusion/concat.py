@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from polymodal.fusion.base import pooled
 from polymodal.registry import FUSIONS
 
 
@@ -23,7 +24,8 @@ class ConcatConfig:
 class ConcatFusion(nn.Module):
     """Concatenate embeddings in sorted key order: (B, D_a) + (B, D_b) -> (B, D_a + D_b).
 
-    Token embeddings (B, T, D) are mean-pooled over T first.
+    Token embeddings (B, T, D) are mean-pooled over T first. A missing modality is already a zero
+    embedding, which is all early fusion can do with it.
 
     Args:
         in_dims: ``{modality: D}`` of each encoder output.
@@ -39,6 +41,7 @@ class ConcatFusion(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.out_dim = sum(in_dims.values())
 
-    def forward(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
-        parts = [embeddings[k] if embeddings[k].ndim == 2 else embeddings[k].mean(dim=1) for k in self.keys]
-        return self.drop(torch.cat(parts, dim=-1))  # (B, sum D)
+    def forward(
+        self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        return self.drop(torch.cat([pooled(embeddings[k]) for k in self.keys], dim=-1))  # (B, sum D)

@@ -1,14 +1,15 @@
-"""Late (decision-level) fusion: one classifier per modality, logits averaged."""
+"""Late (decision-level) fusion: one classifier per modality, their decisions combined."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
+from polymodal.fusion.base import masked_mean, masked_softmax, pooled, presence
 from polymodal.registry import FUSIONS
 
 
@@ -16,31 +17,57 @@ from polymodal.registry import FUSIONS
 class LateConfig:
     """Recipe keys for ``fusion: {name: late}``."""
 
+    combine: Literal["mean", "vote", "learned"] = "mean"
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    # Weight of each modality's own classification loss, added to the loss of the combined decision.
+    unimodal_loss: Annotated[float, Field(ge=0)] = 1.0
 
 
 @FUSIONS.register("late", LateConfig)
 class LateFusion(nn.Module):
-    """Per-modality linear classifiers whose logits are averaged: (B, D_m) each -> (B, num_outputs).
+    """Per-modality linear classifiers (B, D_m) -> (B, K), combined into (B, K) scores.
 
-    Each modality decides on its own and the decisions are pooled, so a modality cannot lean on
-    feature interactions with another. The head then only supplies the loss (``emits_logits``).
+    ``combine``: ``mean`` averages the logits of the modalities present; ``learned`` weights them with a
+    learned softmax over modalities; ``vote`` trains like ``mean`` but at inference takes the majority of the
+    per-modality argmaxes (ties broken by the mean probability), returned as log vote shares.
+
+    Each classifier also gets its own loss (``unimodal_logits``, weighted by ``unimodal_loss``), so every
+    modality's decision stands on its own, as decision-level fusion assumes.
 
     Args:
-        in_dims: ``{modality: D}`` of each encoder output.
-        num_outputs: Number of logits (classes).
+        in_dims: ``{modality: D_m}`` of each encoder output.
+        num_outputs: Number of logits K.
+        combine: How the decisions are combined.
         dropout: Dropout on each embedding before its classifier.
+        unimodal_loss: Weight of the per-modality losses.
     """
 
     emits_logits = True
 
-    def __init__(self, in_dims: dict[str, int], num_outputs: int, dropout: float) -> None:
+    def __init__(
+        self, in_dims: dict[str, int], num_outputs: int, combine: str, dropout: float, unimodal_loss: float
+    ) -> None:
         super().__init__()
-        self.keys = sorted(in_dims)
+        self.keys, self.combine, self.unimodal_loss = sorted(in_dims), combine, unimodal_loss
         self.drop = nn.Dropout(dropout)
         self.classifiers = nn.ModuleDict({k: nn.Linear(in_dims[k], num_outputs) for k in self.keys})
+        self.scores = nn.Parameter(torch.zeros(len(self.keys))) if combine == "learned" else None
         self.out_dim = num_outputs
+        self.unimodal_logits: dict[str, torch.Tensor] = {}
 
-    def forward(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = [self.classifiers[k](self.drop(embeddings[k])) for k in self.keys]  # each (B, K)
-        return torch.stack(logits).mean(dim=0)  # (B, K)
+    def forward(
+        self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        per = {k: self.classifiers[k](self.drop(pooled(embeddings[k]))) for k in self.keys}  # each (B, K)
+        self.unimodal_logits = per
+        z = torch.stack([per[k] for k in self.keys], dim=1)  # (B, M, K)
+        w = presence(self.keys, present, z)  # (B, M)
+        if self.scores is not None:
+            alpha = masked_softmax(self.scores.to(z.dtype).expand_as(w), w)
+            return (z * alpha.unsqueeze(-1)).sum(1)
+        if self.combine == "vote" and not self.training:
+            votes = nn.functional.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)  # (B, M, K)
+            share = (votes * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
+            tiebreak = masked_mean(z.softmax(-1), w) * 1e-3  # < one vote, so it only orders equal counts
+            return torch.log(share + tiebreak + 1e-9)
+        return masked_mean(z, w)  # (B, K)

@@ -24,7 +24,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from polymodal.config import TrainerConfig
 from polymodal.data.dataset import collate
-from polymodal.evaluate.metrics import classification_metrics
 from polymodal.model import MultimodalModel
 from polymodal.train.checkpoint import (
     atomic_write_text,
@@ -85,25 +84,25 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, ds: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Probabilities (N, K), targets (N,) and mean loss over ``ds``."""
+        """Raw outputs (N, K), targets (N, ...) and mean head loss over ``ds``."""
         self.model.eval()
         bs = batch_size or max(self.cfg.batch_size, 128)
         batches = [list(range(i, min(i + bs, len(ds)))) for i in range(0, len(ds), bs)]
-        probs, targets, loss_sum = [], [], 0.0
-        for inputs, y in self._loader(ds, batches):
+        outs, targets, loss_sum = [], [], 0.0
+        for inputs, present, y in self._loader(ds, batches):
             with self.autocast():
-                logits = self.model(inputs)
+                logits = self.model(inputs, present)
             loss_sum += float(self.model.head.loss(logits, y)) * len(y)
-            probs.append(self.model.head.predict(logits))
+            outs.append(logits.float())
             targets.append(y)
-        return torch.cat(probs).numpy(), torch.cat(targets).numpy(), loss_sum / max(1, len(ds))
+        return torch.cat(outs).numpy(), torch.cat(targets).numpy(), loss_sum / max(1, len(ds))
 
-    def evaluate(self, ds: Dataset, class_names: list[str]) -> dict[str, Any]:
-        probs, y, loss = self.predict(ds)
-        metrics = classification_metrics(y, probs.argmax(1), len(class_names), class_names)
-        return {"loss": loss, **metrics}
+    def evaluate(self, ds: Dataset) -> dict[str, Any]:
+        """The head's metrics (at least ``accuracy`` and ``macro_f1``) plus ``loss`` on ``ds``."""
+        outs, y, loss = self.predict(ds)
+        return {"loss": loss, **self.model.head.metrics(outs, y)}
 
-    def fit(self, train_ds: Dataset, val_ds: Dataset, class_names: list[str], resume: bool = False) -> FitResult:
+    def fit(self, train_ds: Dataset, val_ds: Dataset, resume: bool = False) -> FitResult:
         cfg = self.cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -143,13 +142,13 @@ class Trainer:
             self.callback("epoch_start", epoch=epoch, epochs=cfg.epochs, batches=len(batches), done=st["batch"])
             self.model.train()
             loss_sum, seen = st.get("loss_sum", 0.0), st.get("seen", 0)
-            for inputs, y in self._loader(train_ds, batches[st["batch"] :]):
+            for inputs, present, y in self._loader(train_ds, batches[st["batch"] :]):
                 lr = lr_at(st["step"], total_steps, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 with self.autocast():
-                    logits = self.model(inputs)
-                loss = self.model.head.loss(logits, y)
+                    logits = self.model(inputs, present)
+                loss = self.model.loss(logits, y)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {float(loss)} at step {st['step']}; lower trainer.lr")
                 self.optimizer.zero_grad(set_to_none=True)
@@ -165,14 +164,14 @@ class Trainer:
                 if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0 and st["batch"] < len(batches):
                     st.update(loss_sum=loss_sum, seen=seen, seconds=time.perf_counter() - t_start)
                     save_checkpoint(self.ckpt_root, st["step"], self.model, self.optimizer, st)
-            val = self.evaluate(val_ds, class_names)
+            val = self.evaluate(val_ds)
             row = {
                 "epoch": epoch + 1,
                 "step": st["step"],
                 "train_loss": loss_sum / max(1, seen),
                 "val_loss": val["loss"],
-                "val_accuracy": val["accuracy"],
-                "val_macro_f1": val["macro_f1"],
+                "val_accuracy": val.get("accuracy"),
+                "val_macro_f1": val.get("macro_f1"),
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - t_start, 3),
             }

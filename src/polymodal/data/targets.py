@@ -1,0 +1,102 @@
+"""Targets from the label column(s), in the form the recipe's head needs.
+
+- ``class`` (classification head): one class index per row, classes sorted (numbers numerically).
+- ``multilabel``: a multi-hot vector per row; a cell is a list of labels or one string joined by
+  ``data.label_separator``; labels seen fewer than ``data.min_label_count`` times in training are dropped.
+- ``multitask``: one value per task column, float: a class index for classification tasks, the value
+  standardised with the training mean/std for regression tasks.
+
+``info`` (JSON-able, saved in the run's meta.json) is everything needed to decode predictions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polymodal.errors import DataError
+
+
+def class_names(values: Any) -> list[str]:
+    """Sorted class names; numbers sort numerically ("2" before "10")."""
+    names = sorted({str(v) for v in values})
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return names
+
+
+def split_labels(cell: Any, separator: str) -> list[str]:
+    if isinstance(cell, (list, tuple, set, np.ndarray)):
+        return [str(v).strip() for v in cell if str(v).strip()]
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return []
+    return [v.strip() for v in str(cell).split(separator) if v.strip()]
+
+
+def encode_targets(
+    frame: pd.DataFrame,
+    label: str,
+    kind: str,
+    train_rows: np.ndarray,
+    separator: str = "|",
+    min_count: int = 1,
+    tasks: list[Any] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(targets, info)`` for every row of ``frame``; statistics come from ``train_rows`` only."""
+    if kind == "class":
+        classes = class_names(frame[label])
+        index = {c: i for i, c in enumerate(classes)}
+        return np.array([index[str(v)] for v in frame[label]], dtype=np.int64), {"kind": kind, "classes": classes}
+    if kind == "multilabel":
+        sets = [split_labels(c, separator) for c in frame[label]]
+        counts = Counter(lab for i in train_rows for lab in set(sets[i]))
+        classes = sorted(lab for lab, n in counts.items() if n >= min_count)
+        if len(classes) < 2:
+            raise DataError(
+                f"multi-label column '{label}' has {len(classes)} labels seen ≥ {min_count} times in training; "
+                f"check data.label_separator ('{separator}') or lower data.min_label_count"
+            )
+        index = {c: i for i, c in enumerate(classes)}
+        y = np.zeros((len(frame), len(classes)), dtype=np.float32)
+        for r, labs in enumerate(sets):
+            for lab in labs:
+                if lab in index:
+                    y[r, index[lab]] = 1.0
+        return y, {"kind": kind, "classes": classes}
+    if kind == "multitask":
+        cols, infos = [], []
+        for task in tasks or []:
+            if task.column not in frame.columns:
+                raise DataError(f"task column '{task.column}' is not in the data (columns: {', '.join(frame.columns)})")
+            values = frame[task.column]
+            if values.isna().any():
+                raise DataError(f"task column '{task.column}' has empty cells; fill or drop those rows")
+            if task.kind == "classification":
+                t, sub = encode_targets(frame, task.column, "class", train_rows)
+                cols.append(t.astype(np.float32))
+                infos.append({"column": task.column, "kind": task.kind, "classes": sub["classes"]})
+            else:
+                try:
+                    v = values.to_numpy(dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise DataError(f"regression task '{task.column}' has non-numeric values") from None
+                mean, std = float(v[train_rows].mean()), float(v[train_rows].std()) or 1.0
+                cols.append(((v - mean) / std).astype(np.float32))
+                infos.append({"column": task.column, "kind": task.kind, "mean": mean, "std": std})
+        return np.stack(cols, axis=1), {"kind": kind, "tasks": infos}
+    raise ValueError(f"unknown target kind {kind}")
+
+
+def num_outputs(info: dict[str, Any]) -> int:
+    """Width of the model's output for these targets."""
+    if info["kind"] == "multitask":
+        return sum(task_size(t) for t in info["tasks"])
+    return len(info["classes"])
+
+
+def task_size(task: dict[str, Any]) -> int:
+    return len(task["classes"]) if task["kind"] == "classification" else 1
