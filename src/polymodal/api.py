@@ -12,7 +12,7 @@ import logging
 import platform
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,11 @@ import torch
 import yaml
 
 from polymodal.config import Recipe, load_recipe, parse_recipe, recipe_to_dict
-from polymodal.data.dataset import ExampleDataset, build_data, build_transforms, collate, is_missing
+from polymodal.data.dataset import DataBundle, ExampleDataset, build_data, build_transforms, collate, is_missing
 from polymodal.errors import CheckpointError, ConfigError, DataError, PolymodalError
 from polymodal.model import MultimodalModel, build_model
 from polymodal.train.checkpoint import atomic_write_text, load_weights
-from polymodal.train.trainer import Callback, Trainer
+from polymodal.train.trainer import Callback, FitResult, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class RunResult:
     seconds: float
     data_source: str
     skipped: int = 0
+    fit: FitResult | None = field(default=None, repr=False)
+    trainer: Trainer | None = field(default=None, repr=False)  # holds the best weights, ready to evaluate
+    data: DataBundle | None = field(default=None, repr=False)
 
 
 def default_run_dir(recipe: Recipe, root: str | Path = "runs") -> Path:
@@ -151,7 +154,9 @@ def train(
         "train_seconds": round(fit.seconds, 3),
     }
     atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
-    return RunResult(run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped))
+    return RunResult(
+        run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped), fit, trainer, data
+    )
 
 
 def check_monitor(recipe: Recipe, target: dict[str, Any]) -> None:

@@ -222,6 +222,46 @@ def predict(
     out.print(t)
 
 
+BENCHMARK_HELP = """Train every fusion (and each input alone) over several seeds; write tables and a plot.
+
+Writes benchmark.md, benchmark.csv, benchmark.json and robustness.png to --out. Each run trains in a fresh
+process. Rerunning with the same --out skips finished runs.
+
+[b]Examples[/b]
+
+  polymodal benchmark avdigits_hard --fusions all --seeds 3 --out benchmarks/results/avdigits_hard
+  polymodal benchmark basicmotions --fusions concat,late:combine=vote,tensor --seeds 2
+"""
+
+
+@app.command(help=BENCHMARK_HELP)
+def benchmark(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML path or built-in name.")],
+    fusions: Annotated[
+        str, typer.Option(help="'all' or a comma list of fusion names, options as name:key=value.")
+    ] = "all",
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per model (recipe seed, +1, ...).")] = 3,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default benchmark/NAME).")] = None,
+    unimodal: Annotated[bool, typer.Option(help="Also train each input alone.")] = True,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    from polymodal import benchmark as bench
+
+    setup_logging(verbose)
+    parsed = api.as_recipe(recipe, tuple(set_ or ()))
+    where = out_dir or Path("benchmark") / parsed.name
+    command = "polymodal " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"polymodal benchmark {recipe}"
+
+    def show(event: str, **info: Any) -> None:
+        if event == "model_start":
+            out.print(f"training {info['name']}")
+
+    bench.benchmark(parsed, fusions, seeds, where, unimodal, command=command, callback=show)
+    out.print((where / "benchmark.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    out.print(f"written: {where}/benchmark.md, benchmark.csv, benchmark.json, robustness.png")
+
+
 @datasets_app.command(
     "list", help="List built-in datasets and where each is found.\n\n[b]Example[/b]\n\n  polymodal datasets list"
 )

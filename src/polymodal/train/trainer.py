@@ -47,6 +47,8 @@ class FitResult:
     epochs_run: int
     stopped_early: bool
     seconds: float
+    step_seconds: float = 0.0  # time inside training steps only (no data decoding on first use, no validation)
+    samples: int = 0  # training examples processed
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -142,6 +144,7 @@ class Trainer:
             self.callback("epoch_start", epoch=epoch, epochs=cfg.epochs, batches=len(batches), done=st["batch"])
             self.model.train()
             loss_sum, seen = st.get("loss_sum", 0.0), st.get("seen", 0)
+            t_step = time.perf_counter()
             for inputs, present, y in self._loader(train_ds, batches[st["batch"] :]):
                 lr = lr_at(st["step"], total_steps, cfg)
                 for group in self.optimizer.param_groups:
@@ -158,12 +161,15 @@ class Trainer:
                 self.optimizer.step()
                 st["step"] += 1
                 st["batch"] += 1
+                st["samples"] = st.get("samples", 0) + len(y)
+                st["step_seconds"] = st.get("step_seconds", 0.0) + time.perf_counter() - t_step
                 batch_loss = loss.item()
                 loss_sum, seen = loss_sum + batch_loss * len(y), seen + len(y)
                 self.callback("batch", step=st["step"], loss=batch_loss, lr=lr)
                 if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0 and st["batch"] < len(batches):
                     st.update(loss_sum=loss_sum, seen=seen, seconds=time.perf_counter() - t_start)
                     save_checkpoint(self.ckpt_root, st["step"], self.model, self.optimizer, st)
+                t_step = time.perf_counter()  # the next step's time starts with fetching its batch
             val = self.evaluate(val_ds)
             row = {
                 "epoch": epoch + 1,
@@ -199,4 +205,12 @@ class Trainer:
                 log.info("early stop after epoch %d: no %s gain for %d epochs", epoch + 1, cfg.monitor, cfg.patience)
                 break
         load_weights(self.model, self.weights_path)
-        return FitResult(st["best_epoch"], st["best_val"], st["epoch"], stopped_early, time.perf_counter() - t_start)
+        return FitResult(
+            st["best_epoch"],
+            st["best_val"],
+            st["epoch"],
+            stopped_early,
+            time.perf_counter() - t_start,
+            st.get("step_seconds", 0.0),
+            st.get("samples", 0),
+        )

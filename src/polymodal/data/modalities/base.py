@@ -7,7 +7,9 @@ A transform turns one table cell into one example tensor. Its parts:
   global RNG, which the trainer seeds and checkpoints);
 - ``fit(values)``: learn statistics or a vocabulary from the training split's cells (no-op by default);
 - ``state_dict()`` / ``load_state_dict()``: what ``fit`` learnt, as JSON-able data saved with the run;
-- ``context()``: extra keyword arguments the modality's encoders are built with (e.g. ``vocab_size``).
+- ``context()``: extra keyword arguments the modality's encoders are built with (e.g. ``vocab_size``);
+- ``corrupt(value, x, level, rng)``: a noisy version of the example (cell ``value``, clean tensor ``x``) for
+  robustness tests; ``level`` is a severity in [0, 1] whose meaning each modality documents.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -38,6 +41,13 @@ class Transform:
 
     def context(self) -> dict[str, Any]:
         return {}
+
+    def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
+        """Default: Gaussian noise of standard deviation ``level`` on a float tensor (features here are
+        standardised, so ``level`` is in units of their spread); integer tensors are returned unchanged."""
+        if not x.is_floating_point():
+            return x
+        return x + level * torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
 
     def settings(self) -> str:
         """A stable text of the settings that determine ``__call__``'s output (for cache keys)."""

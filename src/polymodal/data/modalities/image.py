@@ -93,6 +93,12 @@ class ImageTransform(Transform):
         x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
         return (x - self.mean) / self.std
 
+    def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
+        """Gaussian pixel noise of standard deviation ``level`` on the [0, 1] intensity scale, clipped."""
+        img = x * self.std + self.mean
+        img = img + level * torch.from_numpy(rng.standard_normal(img.shape).astype(np.float32))
+        return (img.clamp(0, 1) - self.mean) / self.std
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Random flip, rotation + resized crop (one affine resampling), brightness and contrast."""
         geometric = self.rotate > 0 or self.crop_scale < 1

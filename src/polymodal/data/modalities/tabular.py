@@ -78,6 +78,16 @@ class TabularTransform(Transform):
     def context(self) -> dict[str, Any]:
         return {"num_numeric": len(self.numeric), "cardinalities": [len(self.vocab[c]) + 1 for c in self.categorical]}
 
+    def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
+        """Gaussian noise of standard deviation ``level`` on the standardised numeric columns, and each
+        categorical value replaced by "unknown" with probability ``level``."""
+        x = x.clone()
+        n = len(self.numeric)
+        x[:n] += level * torch.from_numpy(rng.standard_normal(n).astype(np.float32))
+        lost = torch.from_numpy(rng.random(len(x) - n) < level)
+        x[n:] = x[n:].masked_fill(lost, 0.0)
+        return x
+
     def __call__(self, cell: Any) -> torch.Tensor:
         if not isinstance(cell, dict):
             raise DataError("a tabular cell must be a {column: value} row; set 'columns: [...]' on the input")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -59,6 +60,30 @@ def as_text(cell: Any) -> str:
     if cell is None or (isinstance(cell, float) and math.isnan(cell)):
         return ""
     return cell if isinstance(cell, str) else str(cell)
+
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def typos(text: str, rate: float, rng: np.random.Generator) -> str:
+    """``text`` with each character edited with probability ``rate`` (substitute, delete, insert, swap)."""
+    chars, out, i = list(text), [], 0
+    while i < len(chars):
+        ch = chars[i]
+        if rng.random() >= rate:
+            out.append(ch)
+        else:
+            kind = int(rng.integers(4))
+            if kind == 0:
+                out.append(LETTERS[int(rng.integers(26))])
+            elif kind == 2:
+                out += [ch, LETTERS[int(rng.integers(26))]]
+            elif kind == 3 and i + 1 < len(chars):
+                out += [chars[i + 1], ch]
+                i += 1
+            # kind 1 (or a swap at the end): the character is deleted
+        i += 1
+    return "".join(out)
 
 
 @MODALITIES.register("text", TextPreprocessing)
@@ -136,6 +161,11 @@ class TextTransform(Transform):
         out = torch.zeros(self.max_length, dtype=torch.long)
         out[: len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out  # (T,)
+
+    def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
+        """Typos: each character is hit with probability ``level`` by a substitution, deletion, insertion or
+        swap with its neighbour (the four edit kinds equally likely), then tokenised as usual."""
+        return self(typos(as_text(value), level, rng))
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         if not self.token_dropout:

@@ -156,6 +156,15 @@ class TimeSeriesTransform(Transform):
         out[: len(arr), -1] = 1.0
         return out  # (T, C + 1)
 
+    def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
+        """Dropped timesteps: a fraction ``level`` of the valid steps lose their values and validity flag, the
+        way a sensor that skips readings looks."""
+        x = x.clone()
+        valid = np.flatnonzero(x[:, -1].numpy() > 0.5)
+        lost = rng.choice(valid, size=int(round(level * len(valid))), replace=False) if len(valid) else valid
+        x[torch.from_numpy(lost).long()] = 0.0
+        return x
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         if self.window:
             x = self.random_window(x)

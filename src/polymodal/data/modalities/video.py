@@ -77,6 +77,12 @@ class VideoTransform(Transform):
             raise DataError(f"video {path} has no decodable frames; re-encode or remove it")
         return frames
 
+    def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
+        """Gaussian pixel noise of standard deviation ``level`` on the [0, 1] scale in every frame, clipped."""
+        img = x * self.std + self.mean
+        img = img + level * torch.from_numpy(rng.standard_normal(img.shape).astype(np.float32))
+        return (img.clamp(0, 1) - self.mean) / self.std
+
     def __call__(self, value: Any) -> torch.Tensor:
         frames = self.frames(Path(value))
         # Evenly spaced over the whole clip; a clip shorter than num_frames repeats frames.
