@@ -158,3 +158,37 @@ def test_modality_dropout_never_drops_every_input():
     dropped_b[:100] = False
     rate = (dropped_a | dropped_b).float().mean().item()
     assert 0.4 < rate < 0.6
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in ENCODERS.names() if "tokens" in {f.name for f in dataclasses.fields(ENCODERS.get(n).config)}]
+)
+def test_token_encoders_emit_sequences_for_attention_fusions(name):
+    entry = ENCODERS.get(name)
+    ctx = getattr(entry.factory, "EXAMPLE_CONTEXT", {})
+    enc = ENCODERS.build(name, {"tokens": True}, in_shape=entry.factory.EXAMPLE_IN_SHAPE, **ctx)
+    out = enc(example_input(entry.factory))
+    assert out.ndim == 3 and out.shape[0] == B and out.shape[1] > 1 and out.shape[2] == enc.out_dim
+
+
+def test_attention_fusions_get_token_sequences():
+    from polymodal.config import parse_recipe
+    from polymodal.model import build_model
+
+    raw = {
+        "name": "t",
+        "data": {"table": "x.csv"},
+        "inputs": [
+            {"name": "image", "modality": "image", "encoder": {"name": "image_cnn", "width": 4}},
+            {"name": "audio", "modality": "audio", "encoder": {"name": "audio_cnn", "width": 4}},
+        ],
+        "fusion": "cross_attention",
+    }
+    target = {"kind": "class", "classes": ["a", "b"]}
+    shapes = {"image": (1, 28, 28), "audio": (1, 13, 40)}
+    model = build_model(parse_recipe(raw), shapes, target)
+    assert model.encoders["image"].tokens and model.encoders["audio"].tokens
+    logits = model({"image": torch.randn(2, 1, 28, 28), "audio": torch.randn(2, 1, 13, 40)})
+    assert logits.shape == (2, 2)
+    raw["fusion"] = "concat"
+    assert not build_model(parse_recipe(raw), shapes, target).encoders["image"].tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -95,12 +96,14 @@ def build_model(
         contexts: Per input, extra encoder arguments from its fitted transform (``Transform.context()``).
     """
     contexts = contexts or {}
-    encoders = {
-        s.name: ENCODERS.build(
-            s.encoder.name, s.encoder.params, in_shape=tuple(in_shapes[s.name]), **contexts.get(s.name, {})
+    encoders = {}
+    for s in recipe.inputs:
+        params = s.encoder.params
+        if getattr(FUSIONS.get(recipe.fusion.name).factory, "TOKENS", False) and hasattr(params, "tokens"):
+            params = dataclasses.replace(params, tokens=True)  # attention fusions read token sequences
+        encoders[s.name] = ENCODERS.build(
+            s.encoder.name, params, in_shape=tuple(in_shapes[s.name]), **contexts.get(s.name, {})
         )
-        for s in recipe.inputs
-    }
     fusion = FUSIONS.build(
         recipe.fusion.name,
         recipe.fusion.params,

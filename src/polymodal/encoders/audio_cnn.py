@@ -21,6 +21,8 @@ class AudioCNNConfig:
     depth: Annotated[int, Field(ge=1, le=6)] = 2
     out_dim: Annotated[int, Field(ge=1)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    # Emit one token per (downsampled) frame, (B, T', D), instead of the pooled vector; attention fusions set this.
+    tokens: bool = False
 
 
 @ENCODERS.register("audio_cnn", AudioCNNConfig)
@@ -38,19 +40,25 @@ class AudioCNN(nn.Module):
         depth: Number of conv stages (each halves F and T).
         out_dim: Embedding width D.
         dropout: Dropout before the projection.
+        tokens: Project each frame's features into a token instead of pooling time.
     """
 
     EXAMPLE_IN_SHAPE = (1, 13, 40)
 
-    def __init__(self, in_shape: tuple[int, ...], width: int, depth: int, out_dim: int, dropout: float) -> None:
+    def __init__(
+        self, in_shape: tuple[int, ...], width: int, depth: int, out_dim: int, dropout: float, tokens: bool = False
+    ) -> None:
         super().__init__()
         self.features, channels = conv_stack(in_shape[0], width, depth)
         bands = in_shape[1] // 2**depth
         if bands < 1:
             raise ValueError(f"audio_cnn: {in_shape[1]} feature bands cannot be halved {depth} times; lower depth")
-        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * channels * bands, out_dim), nn.ReLU())
-        self.out_dim = out_dim
+        width_in = channels * bands if tokens else 2 * channels * bands
+        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(width_in, out_dim), nn.ReLU())
+        self.out_dim, self.tokens = out_dim, tokens
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x).flatten(1, 2)  # (B, C'·F', T')
+        if self.tokens:
+            return self.proj(h.transpose(1, 2))  # (B, T', D)
         return self.proj(torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1))  # (B, D)

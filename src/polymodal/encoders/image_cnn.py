@@ -21,11 +21,13 @@ class ImageCNNConfig:
     depth: Annotated[int, Field(ge=1, le=6)] = 2
     out_dim: Annotated[int, Field(ge=1)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    # Emit the spatial grid as tokens (B, H'·W', D) instead of the pooled vector; attention fusions set this.
+    tokens: bool = False
 
 
 @ENCODERS.register("image_cnn", ImageCNNConfig)
 class ImageCNN(nn.Module):
-    """Small CNN over (B, C, H, W) images returning (B, out_dim).
+    """Small CNN over (B, C, H, W) images returning (B, out_dim), or (B, H'·W', out_dim) grid tokens.
 
     Args:
         in_shape: One example's shape (C, H, W).
@@ -33,16 +35,22 @@ class ImageCNN(nn.Module):
         depth: Number of conv stages (each halves H and W).
         out_dim: Embedding width D.
         dropout: Dropout before the projection.
+        tokens: Project every grid position instead of their mean (same weights, one token per position).
     """
 
     EXAMPLE_IN_SHAPE = (1, 28, 28)
 
-    def __init__(self, in_shape: tuple[int, ...], width: int, depth: int, out_dim: int, dropout: float) -> None:
+    def __init__(
+        self, in_shape: tuple[int, ...], width: int, depth: int, out_dim: int, dropout: float, tokens: bool = False
+    ) -> None:
         super().__init__()
         self.features, channels = conv_stack(in_shape[0], width, depth)
-        self.proj = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, out_dim), nn.ReLU())
-        self.out_dim = out_dim
+        # Identity keeps the parameter names of runs saved when this slot held a Flatten.
+        self.proj = nn.Sequential(nn.Identity(), nn.Dropout(dropout), nn.Linear(channels, out_dim), nn.ReLU())
+        self.out_dim, self.tokens = out_dim, tokens
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x)  # (B, C', H', W')
+        if self.tokens:
+            return self.proj(h.flatten(2).transpose(1, 2))  # (B, H'·W', D)
         return self.proj(h.mean(dim=(2, 3)))  # (B, D)

@@ -55,6 +55,7 @@ class CrossAttentionFusion(nn.Module):
     """
 
     emits_logits = False
+    TOKENS = True  # encoders that can emit token sequences (tokens: true) are built that way for this fusion
 
     def __init__(self, in_dims: dict[str, int], num_outputs: int, dim: int, heads: int, dropout: float) -> None:
         super().__init__()

@@ -51,6 +51,7 @@ class TransformerFusion(nn.Module):
     """
 
     emits_logits = False
+    TOKENS = True  # encoders that can emit token sequences (tokens: true) are built that way for this fusion
 
     def __init__(
         self,
