@@ -43,10 +43,12 @@ def load_table(recipe: Recipe, base: Path | None = None) -> Table:
             path = base / path
         label = data.label or "label"
         table = Table(read_table(path), label=label, base_dir=path.parent, split=data.split_column)
-        table.require([label] + ([data.split_column] if data.split_column else []), f"table {path}")
+        table.require([data.split_column] if data.split_column else [], f"table {path}")
+    kind = HEADS.get(recipe.head.name).factory.TARGET
     needed = [c for s in recipe.inputs for c in (s.columns or [s.column])]
-    table.require(needed + [table.label], f"dataset '{data.dataset or data.table}'")
-    if table.frame[table.label].isna().any():
+    # A multi-task head names its own target columns; an empty multi-label cell is an empty label set.
+    table.require(needed + ([] if kind == "multitask" else [table.label]), f"dataset '{data.dataset or data.table}'")
+    if kind == "class" and table.frame[table.label].isna().any():
         bad = int(np.flatnonzero(table.frame[table.label].isna().to_numpy())[0])
         raise DataError(f"label column '{table.label}' is empty in row {bad}; fill or drop unlabelled rows")
     return table

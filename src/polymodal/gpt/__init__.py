@@ -1,0 +1,1 @@
+"""A decoder-only Transformer written here: model (whole forward pass), tokenizers, generation."""

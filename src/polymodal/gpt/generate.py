@@ -1,0 +1,162 @@
+"""Generation from a :class:`GPT`: sampling (temperature, top-k, top-p, repetition penalty, stop sequences,
+streaming) and beam search, with or without the KV cache.
+
+With the cache, the prompt (and prefix) is run once and each new token costs one position; without it,
+every step reruns the whole context. When the context outgrows ``block_size`` both crop it to the last
+``block_size`` positions, the cached path by running the cropped context afresh, so the two paths give the
+same tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from polymodal.gpt.model import GPT, KVCache
+
+
+def process_logits(
+    logits: torch.Tensor,
+    context: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    repetition_penalty: float,
+) -> torch.Tensor:
+    """(B, V) next-token logits -> adjusted logits (-inf where a token is ruled out)."""
+    logits = logits.float().clone()
+    if repetition_penalty != 1.0:
+        # CTRL (Keskar et al. 2019): make every token already in the context less likely.
+        seen = torch.gather(logits, 1, context)
+        seen = torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty)
+        logits.scatter_(1, context, seen)
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        order = logits.argsort(dim=-1, descending=True)
+        probs = logits.gather(1, order).softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set whose mass reaches top_p
+        logits = logits.scatter(1, order, logits.gather(1, order).masked_fill(drop, float("-inf")))
+    return logits
+
+
+class Stepper:
+    """Next-token logits for a growing context, with or without the KV cache."""
+
+    def __init__(self, model: GPT, prefix: torch.Tensor | None, use_cache: bool) -> None:
+        self.model, self.prefix, self.use_cache = model, prefix, use_cache
+        self.room = model.cfg.block_size - (0 if prefix is None else prefix.shape[1])
+        if self.room < 1:
+            raise ValueError("gpt: the prefix fills the whole block_size; nothing left for tokens")
+        self.cache: KVCache | None = None
+
+    def __call__(self, idx: torch.Tensor, new: int) -> torch.Tensor:
+        """Logits (B, V) after ``idx`` (B, T), whose last ``new`` tokens have not been seen yet."""
+        if not self.use_cache:
+            return self.model(idx[:, -self.room :], prefix=self.prefix)[0][:, -1]
+        if self.cache is None or self.cache.length + new > self.model.cfg.block_size:
+            self.cache = KVCache()  # first call, or the context outgrew the block: run it afresh
+            return self.model(idx[:, -self.room :], prefix=self.prefix, cache=self.cache)[0][:, -1]
+        return self.model(idx[:, -new:], cache=self.cache)[0][:, -1]
+
+
+@torch.no_grad()
+def stream(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    stop: list[list[int]] | None = None,
+    prefix: torch.Tensor | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """Yield new token ids one at a time for a single prompt ``idx`` (1, T).
+
+    ``temperature`` 0 is greedy. Generation ends after ``max_new_tokens`` or when the output ends with one
+    of the ``stop`` sequences (the stop tokens are yielded too; callers trim them).
+    """
+    model.eval()
+    step = Stepper(model, prefix, use_cache)
+    out: list[int] = []
+    new = idx.shape[1]
+    for _ in range(max_new_tokens):
+        logits = process_logits(step(idx, new), idx, temperature, top_k, top_p, repetition_penalty)
+        if temperature == 0:
+            nxt = logits.argmax(-1, keepdim=True)
+        else:
+            nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+        idx, new = torch.cat([idx, nxt], dim=1), 1
+        out.append(int(nxt))
+        yield out[-1]
+        if stop and any(len(s) <= len(out) and out[-len(s) :] == s for s in stop):
+            return
+
+
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **kwargs: object) -> list[int]:
+    """All of :func:`stream`'s tokens as a list."""
+    return list(stream(model, idx, max_new_tokens, **kwargs))  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def beam_search(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    beams: int = 4,
+    length_penalty: float = 1.0,
+    stop: list[list[int]] | None = None,
+    prefix: torch.Tensor | None = None,
+    use_cache: bool = True,
+) -> list[int]:
+    """The highest-scoring continuation of ``idx`` (1, T) among ``beams`` hypotheses kept per step.
+
+    Score: summed log-probability / length^``length_penalty``. A hypothesis that ends with a stop sequence
+    is finished; search ends when ``beams`` are finished or after ``max_new_tokens``.
+    """
+    model.eval()
+    seqs = idx.repeat(beams, 1)  # (K, T)
+    pre = None if prefix is None else prefix.repeat(beams, 1, 1)
+    step = Stepper(model, pre, use_cache)
+    scores = torch.full((beams,), float("-inf"))
+    scores[0] = 0.0  # the K copies are identical: start from one so the first step does not pick K times the same
+    finished: list[tuple[float, list[int]]] = []
+    new = idx.shape[1]
+    start = idx.shape[1]
+    for t in range(max_new_tokens):
+        logp = step(seqs, new).float().log_softmax(-1)  # (K, V)
+        total = (scores.unsqueeze(1) + logp).view(-1)
+        top = total.topk(2 * beams)
+        v = logp.shape[1]
+        keep_rows, keep_tok, keep_scores = [], [], []
+        for s, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            row, tok = divmod(flat, v)
+            cand = seqs[row, start:].tolist() + [tok]
+            if stop and any(len(q) <= len(cand) and cand[-len(q) :] == q for q in stop):
+                finished.append((s / len(cand) ** length_penalty, cand))
+            else:
+                keep_rows.append(row)
+                keep_tok.append(tok)
+                keep_scores.append(s)
+            if len(keep_rows) == beams:
+                break
+        if len(finished) >= beams or not keep_rows:
+            break
+        index = torch.tensor(keep_rows)
+        seqs = torch.cat([seqs[index], torch.tensor(keep_tok).unsqueeze(1)], dim=1)
+        scores = torch.tensor(keep_scores)
+        if step.cache is not None:
+            step.cache.reorder(index)
+        new = 1
+        if t == max_new_tokens - 1:
+            break
+    for s, row in zip(scores.tolist(), seqs[:, start:].tolist(), strict=True):
+        finished.append((s / max(1, len(row)) ** length_penalty, row))
+    return max(finished, key=lambda f: f[0])[1]
