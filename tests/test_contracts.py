@@ -42,6 +42,18 @@ def test_encoder_contract(name):
     assert_all_grads(enc)
 
 
+@pytest.mark.parametrize("name", ENCODERS.names())
+def test_encoder_gives_finite_output_for_the_missing_input_placeholder(name):
+    """A missing input reaches its encoder as zeros (for series: no valid step; for text: all padding)."""
+    entry = ENCODERS.get(name)
+    torch.manual_seed(0)
+    enc = ENCODERS.build(
+        name, {}, in_shape=entry.factory.EXAMPLE_IN_SHAPE, **getattr(entry.factory, "EXAMPLE_CONTEXT", {})
+    ).eval()
+    x = example_input(entry.factory)
+    assert torch.isfinite(enc(torch.zeros_like(x))).all()
+
+
 def fusion_inputs() -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
     return {"b_audio": torch.randn(B, 6, requires_grad=True), "a_image": torch.randn(B, 10, requires_grad=True)}

@@ -47,8 +47,12 @@ class MultimodalModel(nn.Module):
                 present = {k: torch.ones(b, dtype=torch.bool) for k in embeddings}
             present = drop_modalities(present, self.modality_dropout)
         if present is not None:
-            # A missing input's encoder saw a placeholder; zero its embedding so it carries nothing.
-            embeddings = {k: e * present[k].view(-1, *([1] * (e.ndim - 1))).to(e.dtype) for k, e in embeddings.items()}
+            # A missing input's encoder saw a placeholder; zero its embedding so it carries nothing. `where`, not a
+            # product: a placeholder can drive an encoder to inf (a masked max over no valid step), and 0·inf = NaN.
+            embeddings = {
+                k: torch.where(present[k].view(-1, *([1] * (e.ndim - 1))), e, torch.zeros((), dtype=e.dtype))
+                for k, e in embeddings.items()
+            }
         self._present = present
         return self.head(self.fusion(embeddings, present))
 

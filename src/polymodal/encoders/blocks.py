@@ -31,10 +31,12 @@ def split_mask(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def masked_mean_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean and max over valid steps of (B, T, D) -> (B, 2D); padding never wins the max."""
+    """Mean and max over valid steps of (B, T, D) -> (B, 2D); padding never wins the max, and a row with no
+    valid step (an empty series, or the placeholder of a missing input) gives zeros, not -inf."""
     m = mask.unsqueeze(-1).to(h.dtype)
     mean = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
     peak = h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).amax(1)
+    peak = torch.where(mask.any(1, keepdim=True), peak, torch.zeros((), dtype=h.dtype))
     return torch.cat([mean, peak], dim=-1)
 
 
