@@ -6,6 +6,7 @@ The CLI and any server are thin shells over these calls.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -20,9 +21,12 @@ from typing import Any
 import torch
 import yaml
 
-from polymodal.config import Recipe, load_recipe, parse_recipe, recipe_to_dict
+from polymodal.config import Recipe, apply_overrides, load_recipe, parse_recipe, read_recipe_yaml, recipe_to_dict
 from polymodal.data.dataset import DataBundle, ExampleDataset, build_data, build_transforms, collate, is_missing
 from polymodal.errors import CheckpointError, ConfigError, DataError, PolymodalError
+from polymodal.gpt.lm import LanguageModel, LMRecipe, build_lm_data, load_lm, parse_lm_recipe
+from polymodal.gpt.model import GPT, GPTConfig
+from polymodal.gpt.tokenizer import load_tokenizer
 from polymodal.model import MultimodalModel, build_model
 from polymodal.train.checkpoint import atomic_write_text, load_weights
 from polymodal.train.trainer import Callback, FitResult, Trainer
@@ -76,11 +80,17 @@ def environment() -> dict[str, Any]:
     }
 
 
-def as_recipe(recipe: Recipe | str | Path | dict, overrides: tuple[str, ...] = ()) -> Recipe:
-    if isinstance(recipe, Recipe):
+def as_recipe(recipe: Recipe | LMRecipe | str | Path | dict, overrides: tuple[str, ...] = ()) -> Recipe | LMRecipe:
+    """A validated recipe from a recipe object, a raw dict, a YAML path or a built-in name; ``kind: lm``
+    selects a language-model recipe."""
+    if isinstance(recipe, (Recipe, LMRecipe)):
         return recipe
     if isinstance(recipe, dict):
-        return parse_recipe(copy.deepcopy(recipe))
+        raw = copy.deepcopy(recipe)
+        return parse_lm_recipe(raw) if raw.get("kind") == "lm" else parse_recipe(raw)
+    raw, source = read_recipe_yaml(recipe)
+    if raw.get("kind") == "lm":
+        return parse_lm_recipe(apply_overrides(raw, overrides), source)
     return load_recipe(recipe, overrides)
 
 
@@ -107,11 +117,13 @@ def train(
         saved = Path(run_dir) / "recipe.yaml"
         if not saved.is_file():
             raise CheckpointError(f"{run_dir} has no recipe.yaml; it is not a polymodal run directory")
-        recipe = load_recipe(saved)
+        recipe = as_recipe(saved)
     recipe = as_recipe(recipe)
     run = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
     if not resume and (run / "weights.safetensors").exists():
         raise CheckpointError(f"{run} already holds a trained run; choose another --run-dir or pass --resume")
+    if isinstance(recipe, LMRecipe):
+        return train_lm(recipe, run, resume, callback)
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     states_file = run / "transforms.json"
@@ -157,6 +169,50 @@ def train(
     return RunResult(
         run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped), fit, trainer, data
     )
+
+
+def train_lm(recipe: LMRecipe, run: Path, resume: bool, callback: Callback | None) -> RunResult:
+    """Pretrain (or, with ``init_from``, fine-tune) a GPT on a corpus; same run directory layout."""
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    base = None
+    tokenizer = None
+    if resume and (run / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(json.loads((run / "tokenizer.json").read_text(encoding="utf-8")))
+    if recipe.init_from:
+        base, base_tok, base_meta = load_lm(recipe.init_from)
+        tokenizer = tokenizer or base_tok
+        # The architecture is the base model's; only dropout may differ when fine-tuning.
+        recipe.model = GPTConfig(**{**base_meta["model"], "dropout": recipe.model.dropout})
+    data = build_lm_data(recipe, tokenizer)
+    cfg = dataclasses.replace(recipe.model, vocab_size=data.tokenizer.vocab_size)
+    model = LanguageModel(GPT(cfg))
+    if base is not None and not resume:
+        model.gpt.load_state_dict(base.state_dict())
+    if not resume:
+        atomic_write_text(run / "recipe.yaml", yaml.safe_dump(lm_recipe_to_dict(recipe), sort_keys=False))
+    atomic_write_text(run / "tokenizer.json", json.dumps(data.tokenizer.state_dict()))
+    meta = {
+        "kind": "lm",
+        "model": dataclasses.asdict(cfg),
+        "data_source": data.source,
+        "tokens": {"train": len(data.train.tokens), "val": len(data.val.tokens)},
+        "seed": recipe.seed,
+        "parameters": model.gpt.num_params(),
+        "init_from": recipe.init_from,
+        **environment(),
+    }
+    atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
+    trainer = Trainer(model, recipe.trainer, run, recipe.seed, callback)
+    fit = trainer.fit(data.train, data.val, resume=resume)
+    val = trainer.evaluate(data.val)
+    record = {"val": val, "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "train_seconds": fit.seconds}
+    atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
+    return RunResult(run, val, fit.best_val, fit.best_epoch, fit.seconds, data.source, 0, fit, trainer, None)
+
+
+def lm_recipe_to_dict(recipe: LMRecipe) -> dict[str, Any]:
+    return dataclasses.asdict(recipe)
 
 
 def check_monitor(recipe: Recipe, target: dict[str, Any]) -> None:

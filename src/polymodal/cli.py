@@ -124,6 +124,13 @@ def train(
         out.print(table)
         out.print(f"run directory: {rows[-1]['run_dir']}")
         skipped = rows[-1]["skipped_rows"]
+    elif "macro_f1" not in res.test:  # a language model: validation loss per token
+        out.print(
+            f"val loss {res.test['loss']:.4f}  token accuracy {res.test['accuracy']:.4f}  "
+            f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})"
+        )
+        out.print(f"run directory: {res.run_dir}")
+        skipped = 0
     else:
         out.print(
             f"test accuracy {res.test['accuracy']:.4f}  macro F1 {res.test['macro_f1']:.4f}  "
@@ -260,6 +267,65 @@ def benchmark(
     bench.benchmark(parsed, fusions, seeds, where, unimodal, command=command, callback=show)
     out.print((where / "benchmark.md").read_text(encoding="utf-8"), markup=False, highlight=False)
     out.print(f"written: {where}/benchmark.md, benchmark.csv, benchmark.json, robustness.png")
+
+
+GENERATE_HELP = """Generate text with a trained language-model run (KV cache on by default).
+
+[b]Examples[/b]
+
+  polymodal generate runs/shakespeare_char --prompt "ROMEO:" --max-tokens 300 --temperature 0.8 --top-k 40
+  polymodal generate runs/shakespeare_char --prompt "KING" --temperature 0 --beams 4 --max-tokens 60
+"""
+
+
+@app.command(help=GENERATE_HELP)
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished language-model run directory.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue.")] = "\n",
+    max_tokens: Annotated[int, typer.Option(min=1, help="New tokens at most.")] = 200,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.8,
+    top_k: Annotated[int, typer.Option(min=0, help="Keep the k most likely tokens (0 = all).")] = 0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling mass (1 = off).")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option(min=1.0, help="> 1 discourages repeats.")] = 1.0,
+    beams: Annotated[int, typer.Option(min=0, help="Beam search with this many beams (0 = sample).")] = 0,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop after this text (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    cache: Annotated[bool, typer.Option(help="Use the KV cache.")] = True,
+) -> None:
+    import torch
+
+    from polymodal.gpt.generate import beam_search, stream
+    from polymodal.gpt.lm import load_lm
+
+    model, tokenizer, _ = load_lm(run_dir)
+    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long)
+    stops = [tokenizer.encode(s.encode().decode("unicode_escape")) for s in stop or []]
+    out.print(prompt, end="", markup=False, highlight=False)
+    if beams:
+        new = beam_search(model, ids, max_tokens, beams=beams, stop=stops or None, use_cache=cache)
+        out.print(tokenizer.decode(new), markup=False, highlight=False)
+        return
+    gen = torch.Generator().manual_seed(seed)
+    shown: list[int] = []
+    for tok in stream(
+        model,
+        ids,
+        max_tokens,
+        temperature,
+        top_k or None,
+        top_p,
+        repetition_penalty,
+        stops or None,
+        use_cache=cache,
+        generator=gen,
+    ):
+        shown.append(tok)
+        text = tokenizer.decode(shown)
+        if "\ufffd" not in text:  # a BPE token may end inside a multi-byte character: wait for the rest
+            out.print(text, end="", markup=False, highlight=False)
+            out.file.flush()
+            shown = []
+    out.print()
 
 
 @datasets_app.command(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -70,6 +71,14 @@ class MultimodalModel(nn.Module):
             if lg[rows].shape[0]:
                 extra.append(self.head.loss(lg[rows], target[rows]))
         return loss + weight * torch.stack(extra).mean() if extra else loss
+
+    def reduce(self, logits: torch.Tensor) -> torch.Tensor:
+        """What evaluation keeps of a batch's output: the logits, as float32."""
+        return logits.float()
+
+    def metrics(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        """The head's metrics over a whole split."""
+        return self.head.metrics(outputs, targets)
 
 
 def drop_modalities(present: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:

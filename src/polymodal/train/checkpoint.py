@@ -41,10 +41,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def weight_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with each shared tensor once (safetensors refuses aliases, e.g. tied GPT embeddings);
+    the parameter that owns it keeps it, and loading re-ties the rest through the module."""
+    out, seen = {}, set()
+    for k, v in model.state_dict(keep_vars=False).items():
+        ptr = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        if ptr in seen:
+            continue
+        seen.add(ptr)
+        out[k] = v.detach().contiguous()
+    return out
+
+
 def save_weights(model: nn.Module, path: Path) -> None:
     """Model weights to ``path`` (safetensors) atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_file(weight_tensors(model), str(tmp))
     os.replace(tmp, path)
 
 
@@ -53,8 +66,11 @@ def load_weights(model: nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except (FileNotFoundError, SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {path}: {exc}; the run may be incomplete — retrain") from None
+    aliases = set(model.state_dict()) - set(weight_tensors(model))  # tied tensors saved under their owner
     try:
-        model.load_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - aliases:
+            raise RuntimeError(f"missing keys {sorted(set(missing) - aliases)}, unexpected keys {sorted(unexpected)}")
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"weights {path} do not fit the model built from its recipe: {first}") from None
@@ -91,7 +107,7 @@ def save_checkpoint(
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp-"))
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file(weight_tensors(model), str(tmp / "model.safetensors"))
     tensors, meta = optimizer_to_flat(opt)
     tensors["__rng__"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optim.safetensors"))

@@ -24,7 +24,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from polymodal.config import TrainerConfig
 from polymodal.data.dataset import collate
-from polymodal.model import MultimodalModel
 from polymodal.train.checkpoint import (
     atomic_write_text,
     load_checkpoint,
@@ -57,10 +56,14 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 class Trainer:
-    """Trains a :class:`MultimodalModel` and writes weights, checkpoints and metrics to ``run_dir``.
+    """Trains a model and writes weights, checkpoints and metrics to ``run_dir``.
+
+    The model is a :class:`MultimodalModel` or anything with the same four calls: ``forward(inputs, present)``,
+    ``loss(out, target)``, ``reduce(out)`` (what evaluation keeps of a batch's output) and
+    ``metrics(kept_outputs, targets)`` (e.g. :class:`polymodal.gpt.lm.LanguageModel`).
 
     Args:
-        model: The model to train (its head supplies the loss).
+        model: The model to train.
         cfg: Trainer settings from the recipe.
         run_dir: Output folder (``weights.safetensors``, ``metrics.jsonl``, ``checkpoints/``).
         seed: Seed for initial RNG and the per-epoch shuffle.
@@ -68,7 +71,7 @@ class Trainer:
     """
 
     def __init__(
-        self, model: MultimodalModel, cfg: TrainerConfig, run_dir: Path, seed: int, callback: Callback | None = None
+        self, model: torch.nn.Module, cfg: TrainerConfig, run_dir: Path, seed: int, callback: Callback | None = None
     ) -> None:
         self.model, self.cfg, self.run_dir, self.seed = model, cfg, Path(run_dir), seed
         self.callback = callback or (lambda event, **info: None)
@@ -86,7 +89,7 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, ds: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Raw outputs (N, K), targets (N, ...) and mean head loss over ``ds``."""
+        """Outputs (N, ...) as ``model.reduce`` keeps them, targets (N, ...) and mean loss over ``ds``."""
         self.model.eval()
         bs = batch_size or max(self.cfg.batch_size, 128)
         batches = [list(range(i, min(i + bs, len(ds)))) for i in range(0, len(ds), bs)]
@@ -94,15 +97,15 @@ class Trainer:
         for inputs, present, y in self._loader(ds, batches):
             with self.autocast():
                 logits = self.model(inputs, present)
-            loss_sum += float(self.model.head.loss(logits, y)) * len(y)
-            outs.append(logits.float())
+            loss_sum += float(self.model.loss(logits, y)) * len(y)
+            outs.append(self.model.reduce(logits))
             targets.append(y)
         return torch.cat(outs).numpy(), torch.cat(targets).numpy(), loss_sum / max(1, len(ds))
 
     def evaluate(self, ds: Dataset) -> dict[str, Any]:
-        """The head's metrics (at least ``accuracy`` and ``macro_f1``) plus ``loss`` on ``ds``."""
+        """The model's metrics (at least ``accuracy``) plus ``loss`` on ``ds``."""
         outs, y, loss = self.predict(ds)
-        return {"loss": loss, **self.model.head.metrics(outs, y)}
+        return {"loss": loss, **self.model.metrics(outs, y)}
 
     def fit(self, train_ds: Dataset, val_ds: Dataset, resume: bool = False) -> FitResult:
         cfg = self.cfg
@@ -139,6 +142,8 @@ class Trainer:
         stopped_early = False
         while st["epoch"] < cfg.epochs:
             epoch = st["epoch"]
+            if hasattr(train_ds, "set_epoch"):
+                train_ds.set_epoch(epoch)  # datasets that draw fresh examples each epoch (language-model windows)
             order = epoch_order(len(train_ds), self.seed, epoch)
             batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
             self.callback("epoch_start", epoch=epoch, epochs=cfg.epochs, batches=len(batches), done=st["batch"])
