@@ -117,14 +117,17 @@ def test_head_contract(name):
     cls = HEADS.get(name).factory
     head = HEADS.build(name, getattr(cls, "EXAMPLE_CONFIG", {}), in_dim=12, target=cls.EXAMPLE_TARGET)
     logits = head(torch.randn(B, 12))
-    assert logits.shape == (B, num_outputs(cls.EXAMPLE_TARGET)) and torch.isfinite(logits).all()
+    assert logits.shape[0] == B and torch.isfinite(logits).all()
+    if cls.TARGET != "text":  # a caption head emits decoder prefixes, not one score per output
+        assert logits.shape == (B, num_outputs(cls.EXAMPLE_TARGET))
     target = cls.example_target(B)
     loss = head.loss(logits, target)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert_all_grads(head)
-    metrics = head.metrics(logits.detach().numpy(), target.numpy())
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and "macro_f1" in metrics
+    kept = head.reduce(logits.detach()) if hasattr(head, "reduce") else logits.detach()
+    metrics = head.metrics(kept.numpy(), target.numpy())
+    assert 0.0 <= metrics["accuracy"] <= 1.0
     assert isinstance(head.describe(logits[0].detach()), dict)
 
 

@@ -91,3 +91,21 @@ def test_multitask_config_errors(manifest, tmp_path):
     recipe["head"] = {"name": "multitask", "tasks": [{"column": "nope"}]}
     with pytest.raises(DataError, match="task column 'nope'"):
         api.train(recipe, tmp_path / "c")
+
+
+def test_caption_head_writes_the_word_for_a_sound(manifest, tmp_path):
+    """Speech -> text on the real manifest: tones (and digit images) in, the class written as a word."""
+    frame = pd.read_csv(manifest)
+    frame["word"] = [("zero", "one", "two")[int(v[1:])] for v in frame["label"]]
+    for col in ("image", "audio"):
+        frame[col] = [str(manifest.parent / v) for v in frame[col]]
+    path = tmp_path / "words.csv"
+    frame.to_csv(path, index=False)
+    recipe = tiny_recipe(path, epochs=12, lr=0.005, monitor="loss")
+    recipe["data"]["label"] = "word"
+    recipe["head"] = {"name": "caption", "prefix_length": 2, "n_layer": 1, "n_head": 2, "n_embd": 32}
+    res = api.train(recipe, tmp_path / "cap")
+    assert res.test["accuracy"] >= 0.8, res.test["examples"]  # exact match of the whole word
+    assert {"bleu4", "rouge_l", "cider"} <= set(res.test)
+    out = api.load(res.run_dir).predict(image=str(manifest.parent / "2_1.png"), audio=str(manifest.parent / "2_1.wav"))
+    assert out["text"] == "two"

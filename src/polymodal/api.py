@@ -260,7 +260,7 @@ def compare_modalities(
             {
                 "model": label,
                 "test_accuracy": res.test["accuracy"],
-                "test_macro_f1": res.test["macro_f1"],
+                "test_macro_f1": res.test.get("macro_f1", float("nan")),
                 "best_epoch": res.best_epoch,
                 "train_seconds": round(res.seconds, 1),
                 "run_dir": str(where),

@@ -124,7 +124,7 @@ def train(
         out.print(table)
         out.print(f"run directory: {rows[-1]['run_dir']}")
         skipped = rows[-1]["skipped_rows"]
-    elif "macro_f1" not in res.test:  # a language model: validation loss per token
+    elif (res.run_dir / "tokenizer.json").is_file():  # a language model: validation loss per token
         out.print(
             f"val loss {res.test['loss']:.4f}  token accuracy {res.test['accuracy']:.4f}  "
             f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})"
@@ -132,10 +132,24 @@ def train(
         out.print(f"run directory: {res.run_dir}")
         skipped = 0
     else:
+        extra = "".join(
+            f"  {label} {res.test[key]:.4f}"
+            for key, label in (
+                ("macro_f1", "macro F1"),
+                ("micro_f1", "micro F1"),
+                ("bleu4", "BLEU-4"),
+                ("rouge_l", "ROUGE-L"),
+                ("cider", "CIDEr"),
+            )
+            if key in res.test
+        )
+        kind = "exact match" if "bleu4" in res.test else "accuracy"
         out.print(
-            f"test accuracy {res.test['accuracy']:.4f}  macro F1 {res.test['macro_f1']:.4f}  "
+            f"test {kind} {res.test['accuracy']:.4f}{extra}  "
             f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})"
         )
+        for ref, hyp in res.test.get("examples", []):
+            out.print(f"  reference {ref!r}  generated {hyp!r}", markup=False, highlight=False)
         without = json.loads((res.run_dir / "metrics.json").read_text(encoding="utf-8")).get("test_without") or {}
         if without:
             out.print("test accuracy with one input missing: " + "  ".join(f"-{k} {v:.4f}" for k, v in without.items()))

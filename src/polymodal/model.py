@@ -73,7 +73,10 @@ class MultimodalModel(nn.Module):
         return loss + weight * torch.stack(extra).mean() if extra else loss
 
     def reduce(self, logits: torch.Tensor) -> torch.Tensor:
-        """What evaluation keeps of a batch's output: the logits, as float32."""
+        """What evaluation keeps of a batch's output: the logits as float32, or what the head keeps (a caption
+        head decodes its text here)."""
+        if hasattr(self.head, "reduce"):
+            return self.head.reduce(logits)
         return logits.float()
 
     def metrics(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:

@@ -5,6 +5,8 @@
   ``data.label_separator``; labels seen fewer than ``data.min_label_count`` times in training are dropped.
 - ``multitask``: one value per task column, float: a class index for classification tasks, the value
   standardised with the training mean/std for regression tasks.
+- ``text`` (caption head): the label text as character ids followed by an end token, padded with -1;
+  the characters are those of the training labels (ids 0 and 1 are the begin and end tokens).
 
 ``info`` (JSON-able, saved in the run's meta.json) is everything needed to decode predictions.
 """
@@ -88,13 +90,28 @@ def encode_targets(
                 cols.append(((v - mean) / std).astype(np.float32))
                 infos.append({"column": task.column, "kind": task.kind, "mean": mean, "std": std})
         return np.stack(cols, axis=1), {"kind": kind, "tasks": infos}
+    if kind == "text":
+        texts = ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in frame[label]]
+        chars = sorted({c for i in train_rows for c in texts[i]})
+        index = {c: i + 2 for i, c in enumerate(chars)}
+        longest = max(len(texts[i]) for i in train_rows)
+        y = np.full((len(frame), longest + 1), -1, dtype=np.int64)
+        for r, text in enumerate(texts):
+            ids = [index[c] for c in text[:longest] if c in index] + [EOS]
+            y[r, : len(ids)] = ids
+        return y, {"kind": kind, "chars": chars, "max_length": longest + 1}
     raise ValueError(f"unknown target kind {kind}")
+
+
+BOS, EOS = 0, 1
 
 
 def num_outputs(info: dict[str, Any]) -> int:
     """Width of the model's output for these targets."""
     if info["kind"] == "multitask":
         return sum(task_size(t) for t in info["tasks"])
+    if info["kind"] == "text":
+        return len(info["chars"]) + 2
     return len(info["classes"])
 
 

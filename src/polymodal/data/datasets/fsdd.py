@@ -29,8 +29,12 @@ def fsdd_dir(override: str | None = None) -> Path | None:
     return find_local("fsdd", "recordings")
 
 
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
 def fsdd_wav_frame(root: Path) -> pd.DataFrame:
-    """One row per recording: audio path, digit, speaker, index, official split (index 0–4 is test)."""
+    """One row per recording: audio path, digit, the spoken word, speaker, index, official split (index 0–4
+    is test)."""
     rows = []
     for path in sorted((root / "recordings").glob("*.wav")):
         m = NAME.match(path.name)
@@ -39,7 +43,9 @@ def fsdd_wav_frame(root: Path) -> pd.DataFrame:
             rows.append((str(path), digit, speaker, index, "test" if index < 5 else "train"))
     if not rows:
         raise DataError(f"no FSDD recordings named digit_speaker_index.wav in {root / 'recordings'}")
-    return pd.DataFrame(rows, columns=["audio", "digit", "speaker", "index", "split"])
+    frame = pd.DataFrame(rows, columns=["audio", "digit", "speaker", "index", "split"])
+    frame.insert(2, "word", [WORDS[d] for d in frame["digit"]])
+    return frame
 
 
 def fsdd_mfcc_frame() -> pd.DataFrame:
