@@ -24,7 +24,9 @@ def _keep() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(("POLYMODAL", "PYTHON", "VIRTUAL"))}
 
 
-@pytest.mark.parametrize("cmd", [[], ["train"], ["evaluate"], ["predict"], ["datasets", "list"]])
+@pytest.mark.parametrize(
+    "cmd", [[], ["train"], ["evaluate"], ["predict"], ["benchmark"], ["generate"], ["datasets", "list"]]
+)
 def test_help_shows_an_example(cmd):
     res = run(*cmd, "--help")
     assert res.returncode == 0, res.stderr
@@ -70,3 +72,15 @@ def test_evaluate_prints_metrics_and_confusion_matrix(trained_run):
     res = run("evaluate", str(trained_run))
     assert res.returncode == 0, res.stderr
     assert "accuracy" in res.stdout and "macro F1" in res.stdout and "Confusion matrix" in res.stdout
+
+
+def test_benchmark_with_an_unknown_fusion_is_one_error_line(tmp_path):
+    res = run("benchmark", "avdigits", "--fusions", "concat,tensr", "--out", str(tmp_path / "b"))
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "did you mean 'tensor'" in lines[0]
+
+
+def test_generate_on_a_classifier_run_says_what_to_give(tmp_path):
+    res = run("generate", str(tmp_path), "--prompt", "x")
+    assert res.returncode == 2 and "language-model run" in res.stderr

@@ -313,7 +313,7 @@ def generate(
 
     model, tokenizer, _ = load_lm(run_dir)
     ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long)
-    stops = [tokenizer.encode(s.encode().decode("unicode_escape")) for s in stop or []]
+    stops = [tokenizer.encode(s.replace("\\n", "\n").replace("\\t", "\t")) for s in stop or []]
     out.print(prompt, end="", markup=False, highlight=False)
     if beams:
         new = beam_search(model, ids, max_tokens, beams=beams, stop=stops or None, use_cache=cache)

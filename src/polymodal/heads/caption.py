@@ -151,7 +151,9 @@ class CaptionHead(nn.Module):
     def metrics(self, ids: np.ndarray, target: np.ndarray) -> dict[str, Any]:
         hyps = [self.text(r) for r in ids]
         refs = [self.text(r) for r in target]
-        return {**caption_scores(hyps, refs), "n": len(refs), "examples": list(zip(refs[:5], hyps[:5], strict=True))}
+        spread = list(range(0, len(refs), max(1, len(refs) // 5)))[:5]  # evenly spaced, not the first five
+        examples = [(refs[i], hyps[i]) for i in spread]
+        return {**caption_scores(hyps, refs), "n": len(refs), "examples": examples}
 
     def describe(self, prefix: torch.Tensor) -> dict[str, Any]:
         """One example's prefix (P, C) -> ``{"text": generated}``."""
