@@ -97,3 +97,34 @@ def test_corruptions_grow_with_severity():
     s = series(np.ones((10, 2)))
     dropped = series.corrupt(None, s, 0.5, rng())
     assert int(dropped[:, -1].sum()) == 5 and int(s[:, -1].sum()) == 10
+
+
+def test_outputs_with_unimodal_rows_and_underscored_input_names(tmp_path):
+    """Unimodal rows lack the other input's columns; input names may contain underscores."""
+
+    def run(model: str, seed: int, inputs: list[str]) -> dict:
+        return {
+            "model": model,
+            "seed": seed,
+            "accuracy": 0.5 + 0.1 * seed,
+            "macro_f1": 0.5,
+            "parameters": 10,
+            "seconds_per_epoch": 1.0,
+            "samples_per_second": 100.0,
+            "latency_ms": 1.0,
+            "peak_rss_mb": 100.0,
+            "missing": {n: 0.3 for n in inputs} if len(inputs) > 1 else {},
+            "noise": {n: {"0.0": 0.5, "0.5": 0.4} for n in inputs},
+        }
+
+    rows = [run("left_arm only", s, ["left_arm"]) for s in (0, 1)] + [
+        run("concat", s, ["left_arm", "right_arm"]) for s in (0, 1)
+    ]
+    summary = bench.summarise(rows)
+    bench.write_outputs(summary, tmp_path, "cmd", "data")
+    with open(tmp_path / "benchmark.csv") as f:
+        header = f.readline().strip().split(",")
+    assert "noise_right_arm_0.5" in header and "without_left_arm" in header
+    md = (tmp_path / "benchmark.md").read_text()
+    assert "right_arm noise" in md and "| left_arm only |" in md and "0.5500 ± 0.0707" in md
+    assert bench.noise_inputs(summary) == ["left_arm", "right_arm"]

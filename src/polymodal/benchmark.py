@@ -166,10 +166,9 @@ def markdown(summary: list[dict[str, Any]], command: str, data: str) -> str:
         ]
         cells += [f"{s[f'without_{n}']:.4f}" if f"without_{n}" in s else "–" for n in inputs]
         lines.append("| " + " | ".join(cells) + " |")
-    noise_keys = [k for k in summary[-1] if k.startswith("noise_")]
-    if noise_keys:
+    names = noise_inputs(summary)
+    if names:
         lines += ["", "Test accuracy with one input corrupted at severity 0 / 0.25 / 0.5 / 1 (see `corrupt`):", ""]
-        names = list(dict.fromkeys(k.split("_")[1] for k in noise_keys))
         lines += ["| model | " + " | ".join(f"{n} noise" for n in names) + " |", "|" + "---|" * (len(names) + 1)]
         for s in summary:
             cells = []
@@ -180,6 +179,24 @@ def markdown(summary: list[dict[str, Any]], command: str, data: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def noise_inputs(summary: list[dict[str, Any]]) -> list[str]:
+    """Input names with robustness curves, from keys ``noise_<input>_<level>`` (input names may hold ``_``)."""
+    keys = (k for s in summary for k in s if k.startswith("noise_"))
+    return list(dict.fromkeys(k[len("noise_") :].rsplit("_", 1)[0] for k in keys))
+
+
+def write_outputs(summary: list[dict[str, Any]], out: Path, command: str, data: str) -> None:
+    """benchmark.csv (every column any model has; unimodal rows leave the others' columns empty),
+    benchmark.md and robustness.png."""
+    columns = list(dict.fromkeys(k for s in summary for k in s))
+    with open(out / "benchmark.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(summary)
+    (out / "benchmark.md").write_text(markdown(summary, command, data), encoding="utf-8")
+    plot(summary, out / "robustness.png")
+
+
 def plot(summary: list[dict[str, Any]], path: Path) -> None:
     """Accuracy against corruption severity, one panel per input, one line per model."""
     import matplotlib
@@ -187,7 +204,7 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys(k.split("_")[1] for s in summary for k in s if k.startswith("noise_")))
+    names = noise_inputs(summary)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         for s in summary:
@@ -238,10 +255,5 @@ def benchmark(
         record.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     wanted = {(label, seed) for label, _, seed in todo}
     summary = summarise([r for r in rows if (r["model"], r["seed"]) in wanted])
-    with open(out / "benchmark.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(summary[0]))
-        writer.writeheader()
-        writer.writerows(summary)
-    (out / "benchmark.md").write_text(markdown(summary, command, rows[0]["data"]), encoding="utf-8")
-    plot(summary, out / "robustness.png")
+    write_outputs(summary, out, command, rows[0]["data"])
     return summary
