@@ -205,16 +205,19 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = noise_inputs(summary)
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names) + 2.5, 4.2), squeeze=False)
+    colors = plt.get_cmap("tab20").colors
     for ax, name in zip(axes[0], names, strict=True):
-        for s in summary:
+        for i, s in enumerate(summary):
             pts = [(float(k.rsplit("_", 1)[1]), v) for k, v in s.items() if k.startswith(f"noise_{name}_")]
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=s["model"])
+                style = "--" if s["model"].endswith(" only") else "-"  # unimodal baselines dashed
+                ax.plot(*zip(*pts, strict=True), style, marker="o", color=colors[i % 20], label=s["model"])
         ax.set(title=f"{name} corrupted", xlabel="severity", ylabel="test accuracy")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}
+    fig.legend(handles.values(), handles.keys(), loc="center right", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -279,7 +279,7 @@ def benchmark(
             out.print(f"training {info['name']}")
 
     bench.benchmark(parsed, fusions, seeds, where, unimodal, command=command, callback=show)
-    out.print((where / "benchmark.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    out.print((where / "benchmark.md").read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
     out.print(f"written: {where}/benchmark.md, benchmark.csv, benchmark.json, robustness.png")
 
 
