@@ -60,3 +60,19 @@ def test_an_input_empty_in_every_training_row_is_refused(manifest, tmp_path):
     path = with_blank_cells(manifest, tmp_path, "audio", every=1)
     with pytest.raises(DataError, match="missing in every train row"):
         api.train(tiny_recipe(path, epochs=1), tmp_path / "run")
+
+
+def test_a_missing_text_input_gets_an_integer_placeholder():
+    from polymodal.data.dataset import ExampleDataset
+
+    class Ids:
+        def __call__(self, v: str) -> torch.Tensor:
+            return torch.tensor([ord(c) for c in v[:4].ljust(4)], dtype=torch.long)
+
+        def augment(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    ds = ExampleDataset({"title": ["abcd", ""]}, np.array([0, 1]), {"title": Ids()}, augment=True)
+    ds.shapes, ds.dtypes = {"title": (4,)}, {"title": torch.long}
+    x, present, _ = ds[1]
+    assert not present["title"] and x["title"].dtype == torch.long and x["title"].sum() == 0

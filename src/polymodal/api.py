@@ -139,6 +139,7 @@ def train(
         "classes": data.classes,
         "target": data.target,
         "in_shapes": in_shapes,
+        "in_dtypes": {k: str(d).removeprefix("torch.") for k, d in data.splits["train"].dtypes.items()},
         "contexts": contexts,
         "data_source": data.source,
         "sizes": {k: len(v) for k, v in data.splits.items()},
@@ -324,7 +325,8 @@ class Predictor:
         for name in self.inputs:
             expected = tuple(self.meta["in_shapes"][name])
             if name in missing:
-                example[name] = torch.zeros(expected)
+                dtype = getattr(torch, self.meta.get("in_dtypes", {}).get(name, "float32"))
+                example[name] = torch.zeros(expected, dtype=dtype)
                 continue
             x = self.transforms[name](values[name])
             if tuple(x.shape) != expected:

@@ -96,6 +96,7 @@ class ExampleDataset(Dataset):
         self.augment, self.disk_cache = augment, disk_cache
         self._cache: dict[int, dict[str, torch.Tensor | None]] | None = {} if cache else None
         self.shapes: dict[str, tuple[int, ...]] = {}  # per input, for placeholders of missing cells
+        self.dtypes: dict[str, torch.dtype] = {}  # token ids stay integer in a placeholder
         self.removed: frozenset[str] = frozenset()  # inputs treated as missing in every row
         self.corruption: tuple[str, float, int] | None = None  # (input, level, seed) for robustness tests
 
@@ -129,7 +130,7 @@ class ExampleDataset(Dataset):
         out = {}
         for k, v in example.items():
             if not present[k]:
-                out[k] = torch.zeros(self.shapes[k])
+                out[k] = torch.zeros(self.shapes[k], dtype=self.dtypes.get(k, torch.float32))
             else:
                 out[k] = self.transforms[k].augment(v) if self.augment else v
         return out, present, self.targets[i]
@@ -152,7 +153,7 @@ class ExampleDataset(Dataset):
             self.augment,
             self.disk_cache,
         )
-        out.shapes = self.shapes
+        out.shapes, out.dtypes = self.shapes, self.dtypes
         if self._cache is not None:
             out._cache = {j: self._cache[i] for j, i in enumerate(keep) if i in self._cache}
         return out
@@ -172,18 +173,18 @@ def collate(
     return inputs, present, torch.stack([y for _, _, y in batch])
 
 
-def input_shapes(ds: ExampleDataset, split: str) -> dict[str, tuple[int, ...]]:
-    """One example's tensor shape per input, from the first row where that input is present."""
-    shapes = {}
+def first_examples(ds: ExampleDataset, split: str) -> dict[str, torch.Tensor]:
+    """Per input, its tensor in the first row where it is present (gives placeholder shape and dtype)."""
+    found = {}
     for k in ds.columns:
         for i in range(len(ds)):
             x = ds.preprocess(i)[k]
             if x is not None:
-                shapes[k] = tuple(x.shape)
+                found[k] = x
                 break
         else:
             raise DataError(f"input '{k}' is missing in every {split} row; give it values or drop the input")
-    return shapes
+    return found
 
 
 def input_cells(frame: Any, spec: InputSpec, rows: np.ndarray, base_dir: Path | None) -> list[Any]:
@@ -282,9 +283,10 @@ def build_data(
             ds, bad = screen(ds, name, recipe.data.on_error)
             skipped += bad
         splits[name] = ds
-    shapes = input_shapes(splits["train"], "train")
+    first = first_examples(splits["train"], "train")
     for ds in splits.values():
-        ds.shapes = shapes
+        ds.shapes = {k: tuple(x.shape) for k, x in first.items()}
+        ds.dtypes = {k: x.dtype for k, x in first.items()}
     source = table.source or recipe.data.dataset or str(recipe.data.table)
     log.info("data %s: %s", source, {k: len(v) for k, v in splits.items()})
     classes = target.get("classes") or [f"{t['column']}" for t in target.get("tasks", [])]
