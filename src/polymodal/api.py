@@ -191,7 +191,7 @@ def train_lm(recipe: LMRecipe, run: Path, resume: bool, callback: Callback | Non
     if base is not None and not resume:
         model.gpt.load_state_dict(base.state_dict())
     if not resume:
-        atomic_write_text(run / "recipe.yaml", yaml.safe_dump(lm_recipe_to_dict(recipe), sort_keys=False))
+        atomic_write_text(run / "recipe.yaml", yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
     atomic_write_text(run / "tokenizer.json", json.dumps(data.tokenizer.state_dict()))
     meta = {
         "kind": "lm",
@@ -210,10 +210,6 @@ def train_lm(recipe: LMRecipe, run: Path, resume: bool, callback: Callback | Non
     record = {"val": val, "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "train_seconds": fit.seconds}
     atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
     return RunResult(run, val, fit.best_val, fit.best_epoch, fit.seconds, data.source, 0, fit, trainer, None)
-
-
-def lm_recipe_to_dict(recipe: LMRecipe) -> dict[str, Any]:
-    return dataclasses.asdict(recipe)
 
 
 def check_monitor(recipe: Recipe, target: dict[str, Any]) -> None:

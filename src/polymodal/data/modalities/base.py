@@ -21,6 +21,14 @@ import numpy as np
 import torch
 
 
+def pixel_noise(x: torch.Tensor, mean: float, std: float, level: float, rng: np.random.Generator) -> torch.Tensor:
+    """Gaussian noise of standard deviation ``level`` on the [0, 1] intensity scale of a normalised image
+    tensor (``(x - mean) / std``), clipped to [0, 1] before normalising again."""
+    img = x * std + mean
+    img = img + level * torch.from_numpy(rng.standard_normal(img.shape).astype(np.float32))
+    return (img.clamp(0, 1) - mean) / std
+
+
 class Transform:
     """Base class with the defaults; subclasses override what their modality needs."""
 

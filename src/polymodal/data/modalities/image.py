@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
-from polymodal.data.modalities.base import Transform
+from polymodal.data.modalities.base import Transform, pixel_noise
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
@@ -95,9 +95,7 @@ class ImageTransform(Transform):
 
     def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
         """Gaussian pixel noise of standard deviation ``level`` on the [0, 1] intensity scale, clipped."""
-        img = x * self.std + self.mean
-        img = img + level * torch.from_numpy(rng.standard_normal(img.shape).astype(np.float32))
-        return (img.clamp(0, 1) - self.mean) / self.std
+        return pixel_noise(x, self.mean, self.std, level, rng)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Random flip, rotation + resized crop (one affine resampling), brightness and contrast."""

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from pydantic import Field
 
-from polymodal.data.modalities.base import Transform
+from polymodal.data.modalities.base import Transform, pixel_noise
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
@@ -79,9 +79,7 @@ class VideoTransform(Transform):
 
     def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
         """Gaussian pixel noise of standard deviation ``level`` on the [0, 1] scale in every frame, clipped."""
-        img = x * self.std + self.mean
-        img = img + level * torch.from_numpy(rng.standard_normal(img.shape).astype(np.float32))
-        return (img.clamp(0, 1) - self.mean) / self.std
+        return pixel_noise(x, self.mean, self.std, level, rng)
 
     def __call__(self, value: Any) -> torch.Tensor:
         frames = self.frames(Path(value))
