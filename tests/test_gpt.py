@@ -90,3 +90,19 @@ def test_beam_search_scores_at_least_as_well_as_greedy():
     beam = beam_search(model, prompt, 6, beams=4, length_penalty=0.0)
     assert len(beam) == 6 and logprob(beam) >= logprob(greedy) - 1e-5
     assert beam_search(model, prompt, 6, beams=4, length_penalty=0.0, use_cache=False) == beam
+
+
+def test_cross_attention_decoder_reads_memory_and_caches_consistently():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=23, block_size=16, n_layer=2, n_head=2, n_embd=16, cross_attention=True)).eval()
+    idx = torch.randint(23, (2, 8))
+    mem = torch.randn(2, 3, 16)
+    full = model(idx, memory=mem)[0]
+    assert not torch.allclose(full, model(idx, memory=mem + 1.0)[0])  # the memory matters
+    cache = KVCache()
+    steps = [model(idx[:, :5], cache=cache, memory=mem)[0]] + [
+        model(idx[:, t : t + 1], cache=cache, memory=mem)[0] for t in range(5, 8)
+    ]
+    assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
+    with pytest.raises(ValueError, match="cross_attention"):
+        tiny()(idx, memory=mem)

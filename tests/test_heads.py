@@ -109,3 +109,26 @@ def test_caption_head_writes_the_word_for_a_sound(manifest, tmp_path):
     assert {"bleu4", "rouge_l", "cider"} <= set(res.test)
     out = api.load(res.run_dir).predict(image=str(manifest.parent / "2_1.png"), audio=str(manifest.parent / "2_1.wav"))
     assert out["text"] == "two"
+
+
+@pytest.mark.parametrize("conditioning", ["prefix", "cross"])
+def test_caption_head_conditionings_decode_with_the_cache_as_without(conditioning):
+    import torch
+
+    import polymodal.components  # noqa: F401
+    from polymodal.registry import HEADS
+
+    torch.manual_seed(0)
+    target = {"kind": "text", "chars": list("abcdef"), "max_length": 7}
+    head = HEADS.build("caption", {"conditioning": conditioning, "n_embd": 32}, in_dim=8, target=target).eval()
+    prefix = head(torch.randn(3, 8))
+    ids = head.reduce(prefix)  # greedy, with the KV cache
+    for b in range(3):  # the same greedy decoding, recomputing the whole sequence every step
+        seq: list[int] = []
+        for _ in range(7):
+            x = torch.tensor([[0, *seq]])
+            logits = head.gpt(x, **head.condition(prefix[b : b + 1]))[0][0, -1]
+            seq.append(int(logits.argmax()))
+            if seq[-1] == 1:
+                break
+        assert ids[b, : len(seq)].tolist() == seq

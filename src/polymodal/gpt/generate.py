@@ -47,8 +47,10 @@ def process_logits(
 class Stepper:
     """Next-token logits for a growing context, with or without the KV cache."""
 
-    def __init__(self, model: GPT, prefix: torch.Tensor | None, use_cache: bool) -> None:
-        self.model, self.prefix, self.use_cache = model, prefix, use_cache
+    def __init__(
+        self, model: GPT, prefix: torch.Tensor | None, use_cache: bool, memory: torch.Tensor | None = None
+    ) -> None:
+        self.model, self.prefix, self.use_cache, self.memory = model, prefix, use_cache, memory
         self.room = model.cfg.block_size - (0 if prefix is None else prefix.shape[1])
         if self.room < 1:
             raise ValueError("gpt: the prefix fills the whole block_size; nothing left for tokens")
@@ -56,12 +58,13 @@ class Stepper:
 
     def __call__(self, idx: torch.Tensor, new: int) -> torch.Tensor:
         """Logits (B, V) after ``idx`` (B, T), whose last ``new`` tokens have not been seen yet."""
+        m = self.memory
         if not self.use_cache:
-            return self.model(idx[:, -self.room :], prefix=self.prefix)[0][:, -1]
+            return self.model(idx[:, -self.room :], prefix=self.prefix, memory=m)[0][:, -1]
         if self.cache is None or self.cache.length + new > self.model.cfg.block_size:
             self.cache = KVCache()  # first call, or the context outgrew the block: run it afresh
-            return self.model(idx[:, -self.room :], prefix=self.prefix, cache=self.cache)[0][:, -1]
-        return self.model(idx[:, -new:], cache=self.cache)[0][:, -1]
+            return self.model(idx[:, -self.room :], prefix=self.prefix, cache=self.cache, memory=m)[0][:, -1]
+        return self.model(idx[:, -new:], cache=self.cache, memory=m)[0][:, -1]
 
 
 @torch.no_grad()

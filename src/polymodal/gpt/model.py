@@ -1,9 +1,11 @@
 """GPT: token + position embeddings, pre-LayerNorm causal self-attention blocks, tied output projection.
 
 The whole forward pass is in this file. Shapes: B batch, T tokens, C width (n_embd), H heads, V vocab.
-``forward(idx, targets=None, prefix=None, cache=None) -> (logits, loss)``: ``prefix`` (B, P, C) are
-embeddings placed before the tokens (a projected image or sound, for conditioned generation); ``cache``
-is a :class:`KVCache` that makes each generation step cost one token instead of the whole context.
+``forward(idx, targets=None, prefix=None, cache=None, memory=None) -> (logits, loss)``: ``prefix``
+(B, P, C) are embeddings placed before the tokens (a projected image or sound, for conditioned generation,
+ClipCap-style); ``memory`` (B, M, C) is read through a cross-attention layer in every block instead (the
+encoder-decoder variant; needs ``cross_attention: true``); ``cache`` is a :class:`KVCache` that makes
+each generation step cost one token instead of the whole context.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class GPTConfig:
     bias: bool = False
     positions: Literal["learned", "sinusoidal"] = "learned"
     tie_weights: bool = True
+    cross_attention: bool = False  # a cross-attention layer per block, reading ``memory``
 
 
 class KVCache:
@@ -107,11 +110,33 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.proj(y))
 
 
+class CrossAttention(nn.Module):
+    """Tokens (B, T, C) attend to every memory position (B, M, C); no mask, no cache needed (M is fixed)."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+        self.q = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.kv = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        h = self.n_head
+        q = self.q(x).view(b, t, h, c // h).transpose(1, 2)  # (B, H, T, C/H)
+        k, v = (z.view(b, -1, h, c // h).transpose(1, 2) for z in self.kv(memory).split(c, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).contiguous().view(b, t, c))
+
+
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg)
+        if cfg.cross_attention:
+            self.ln_x = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+            self.xattn = CrossAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias),
@@ -120,8 +145,12 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, memory: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache, layer)
+        if memory is not None:
+            x = x + self.xattn(self.ln_x(x), memory)
         return x + self.mlp(self.ln2(x))
 
 
@@ -167,9 +196,13 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         prefix: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        memory: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) for token ids (B, T) and, with ``targets`` (B, T; -1 = ignore), the mean
-        cross-entropy. ``prefix`` (B, P, C) is prepended (its positions get no logits or loss)."""
+        cross-entropy. ``prefix`` (B, P, C) is prepended (its positions get no logits or loss); ``memory``
+        (B, M, C) is attended to by every block's cross-attention."""
+        if memory is not None and not self.cfg.cross_attention:
+            raise ValueError("gpt: memory given but the model has no cross-attention (cross_attention: true)")
         x = self.wte(idx)  # (B, T, C)
         p = 0 if prefix is None else prefix.shape[1]
         if prefix is not None:
@@ -182,7 +215,7 @@ class GPT(nn.Module):
         x = x + (self.wpe(pos) if self.wpe is not None else self.pe[pos])
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
+            x = block(x, cache, i, memory)
         x = self.ln_f(x[:, p:])
         if targets is None:
             return self.lm_head(x), None

@@ -28,6 +28,9 @@ class CaptionConfig:
 
     prefix_length: Annotated[int, Field(ge=1)] = 4
     projector: Literal["linear", "mlp"] = "mlp"
+    # prefix: the P embeddings go before the text (ClipCap); cross: every decoder block reads them through
+    # cross-attention instead (encoder-decoder style), and the text starts at position 0.
+    conditioning: Literal["prefix", "cross"] = "prefix"
     n_layer: Annotated[int, Field(ge=1)] = 2
     n_head: Annotated[int, Field(ge=1)] = 4
     n_embd: Annotated[int, Field(ge=1)] = 128
@@ -58,8 +61,9 @@ class CaptionHead(nn.Module):
     Args:
         in_dim: Width D of the fused vector.
         target: Target info (``{"kind": "text", "chars": [...], "max_length": L}``) from the data.
-        prefix_length: Number P of prefix embeddings.
+        prefix_length: Number P of prefix embeddings (or memory tokens with ``conditioning: cross``).
         projector: ``linear`` or ``mlp`` (hidden width (D + P·C) / 2, as in ClipCap's MLP mapper).
+        conditioning: ``prefix`` or ``cross``.
         n_layer, n_head, n_embd: Decoder shape.
         dropout: Decoder and projector dropout.
         project: Must be True (a fusion that already emits class logits cannot feed a decoder).
@@ -74,6 +78,7 @@ class CaptionHead(nn.Module):
         target: dict[str, Any],
         prefix_length: int,
         projector: str,
+        conditioning: str,
         n_layer: int,
         n_head: int,
         n_embd: int,
@@ -85,6 +90,7 @@ class CaptionHead(nn.Module):
             raise ValueError("caption head: the fusion emits class logits (late/stacking); use a feature fusion")
         self.chars: list[str] = list(target["chars"])
         self.max_length, self.p, self.c = int(target["max_length"]), prefix_length, n_embd
+        self.cross = conditioning == "cross"
         width = prefix_length * n_embd
         if projector == "linear":
             self.proj: nn.Module = nn.Linear(in_dim, width)
@@ -95,13 +101,18 @@ class CaptionHead(nn.Module):
             )
         cfg = GPTConfig(
             vocab_size=len(self.chars) + 2,
-            block_size=prefix_length + 1 + self.max_length,
+            block_size=(0 if self.cross else prefix_length) + 1 + self.max_length,
             n_layer=n_layer,
             n_head=n_head,
             n_embd=n_embd,
             dropout=dropout,
+            cross_attention=self.cross,
         )
         self.gpt = GPT(cfg)
+
+    def condition(self, prefix: torch.Tensor) -> dict[str, torch.Tensor]:
+        """How the projected embeddings reach the decoder: as prefix, or as cross-attention memory."""
+        return {"memory": prefix} if self.cross else {"prefix": prefix}
 
     @staticmethod
     def example_target(batch: int) -> torch.Tensor:
@@ -116,7 +127,7 @@ class CaptionHead(nn.Module):
     def loss(self, prefix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         bos = torch.full_like(target[:, :1], BOS)
         x = torch.cat([bos, target[:, :-1].clamp_min(0)], dim=1)  # padding positions are ignored by the loss
-        logits = self.gpt(x, prefix=prefix)[0]  # (B, L, V)
+        logits = self.gpt(x, **self.condition(prefix))[0]  # (B, L, V)
         return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=-1)
 
     @torch.no_grad()
@@ -124,7 +135,8 @@ class CaptionHead(nn.Module):
         """Greedy decoding with the KV cache: ids (B, L) with -1 after the end token."""
         b = prefix.shape[0]
         cache = KVCache()
-        logits = self.gpt(torch.full((b, 1), BOS, dtype=torch.long), prefix=prefix, cache=cache)[0][:, -1]
+        cond = self.condition(prefix)
+        logits = self.gpt(torch.full((b, 1), BOS, dtype=torch.long), cache=cache, **cond)[0][:, -1]
         out = torch.full((b, self.max_length), -1, dtype=torch.long)
         done = torch.zeros(b, dtype=torch.bool)
         for t in range(self.max_length):
@@ -133,7 +145,7 @@ class CaptionHead(nn.Module):
             done |= nxt == EOS
             if bool(done.all()) or t == self.max_length - 1:
                 break
-            logits = self.gpt(nxt.unsqueeze(1), cache=cache)[0][:, -1]
+            logits = self.gpt(nxt.unsqueeze(1), cache=cache, memory=cond.get("memory"))[0][:, -1]
         return out
 
     def text(self, ids: Any) -> str:
