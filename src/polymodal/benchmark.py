@@ -256,7 +256,10 @@ def benchmark(
         row = in_fresh_process(run_one, raw, str(out / "runs" / raw["name"]), tuple(levels))
         rows.append({"model": label, "seed": seed, **row})
         record.write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    wanted = {(label, seed) for label, _, seed in todo}
-    summary = summarise([r for r in rows if (r["model"], r["seed"]) in wanted])
+    order = {(label, seed): i for i, (label, _, seed) in enumerate(todo)}
+    # In the order of the command's model list, whatever order the runs were recorded in.
+    summary = summarise(
+        sorted((r for r in rows if (r["model"], r["seed"]) in order), key=lambda r: order[r["model"], r["seed"]])
+    )
     write_outputs(summary, out, command, rows[0]["data"])
     return summary
