@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def pooled(e: torch.Tensor) -> torch.Tensor:
@@ -32,3 +33,8 @@ def masked_softmax(logits: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Softmax of (B, M) scores over present modalities only (missing ones get weight 0)."""
     scores = logits.masked_fill(w == 0, torch.finfo(logits.dtype).min)
     return scores.softmax(dim=1) * (w.sum(1, keepdim=True) > 0).to(logits.dtype)
+
+
+def linear_per_modality(in_dims: dict[str, int], width: int) -> nn.ModuleDict:
+    """One ``Linear(D_m, width)`` per modality, keyed by name (projections, adapters, per-modality classifiers)."""
+    return nn.ModuleDict({k: nn.Linear(d, width) for k, d in sorted(in_dims.items())})

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.fusion.base import as_tokens
+from polymodal.fusion.base import as_tokens, linear_per_modality
 from polymodal.registry import FUSIONS
 
 
@@ -65,7 +65,7 @@ class CrossAttentionFusion(nn.Module):
             raise ValueError("cross_attention needs at least two inputs; use concat for one")
         self.keys = sorted(in_dims)
         self.pairs = [(t, s) for t in self.keys for s in self.keys if t != s]
-        self.proj = nn.ModuleDict({k: nn.Linear(in_dims[k], dim) for k in self.keys})
+        self.proj = linear_per_modality(in_dims, dim)
         self.blocks = nn.ModuleDict({f"{t}<-{s}": CrossBlock(dim, heads, dropout) for t, s in self.pairs})
         self.out_dim = len(self.pairs) * dim
 

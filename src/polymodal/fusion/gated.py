@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.fusion.base import masked_softmax, pooled, presence
+from polymodal.fusion.base import linear_per_modality, masked_softmax, pooled, presence
 from polymodal.registry import FUSIONS
 
 
@@ -41,7 +41,7 @@ class GatedFusion(nn.Module):
     def __init__(self, in_dims: dict[str, int], num_outputs: int, dim: int, dropout: float) -> None:
         super().__init__()
         self.keys = sorted(in_dims)
-        self.proj = nn.ModuleDict({k: nn.Linear(in_dims[k], dim) for k in self.keys})
+        self.proj = linear_per_modality(in_dims, dim)
         self.gate = nn.Linear(sum(in_dims.values()), len(self.keys))
         self.drop = nn.Dropout(dropout)
         self.out_dim = dim

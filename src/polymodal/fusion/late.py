@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.fusion.base import masked_mean, masked_softmax, pooled, presence
+from polymodal.fusion.base import linear_per_modality, masked_mean, masked_softmax, pooled, presence
 from polymodal.registry import FUSIONS
 
 
@@ -50,7 +50,7 @@ class LateFusion(nn.Module):
         super().__init__()
         self.keys, self.combine, self.unimodal_loss = sorted(in_dims), combine, unimodal_loss
         self.drop = nn.Dropout(dropout)
-        self.classifiers = nn.ModuleDict({k: nn.Linear(in_dims[k], num_outputs) for k in self.keys})
+        self.classifiers = linear_per_modality(in_dims, num_outputs)
         self.scores = nn.Parameter(torch.zeros(len(self.keys))) if combine == "learned" else None
         self.out_dim = num_outputs
         self.unimodal_logits: dict[str, torch.Tensor] = {}

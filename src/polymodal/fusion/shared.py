@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.fusion.base import masked_mean, pooled, presence
+from polymodal.fusion.base import linear_per_modality, masked_mean, pooled, presence
 from polymodal.registry import FUSIONS
 
 
@@ -43,7 +43,7 @@ class SharedFusion(nn.Module):
     def __init__(self, in_dims: dict[str, int], num_outputs: int, dim: int, layers: int, dropout: float) -> None:
         super().__init__()
         self.keys = sorted(in_dims)
-        self.adapters = nn.ModuleDict({k: nn.Linear(in_dims[k], dim) for k in self.keys})
+        self.adapters = linear_per_modality(in_dims, dim)
         self.shared = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout)) for _ in range(layers)
         )

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.fusion.base import pooled, presence
+from polymodal.fusion.base import linear_per_modality, pooled, presence
 from polymodal.registry import FUSIONS
 
 
@@ -47,7 +47,7 @@ class StackingFusion(nn.Module):
         super().__init__()
         self.keys, self.unimodal_loss = sorted(in_dims), unimodal_loss
         self.drop = nn.Dropout(dropout)
-        self.classifiers = nn.ModuleDict({k: nn.Linear(in_dims[k], num_outputs) for k in self.keys})
+        self.classifiers = linear_per_modality(in_dims, num_outputs)
         width = len(self.keys) * (num_outputs + 1)
         self.meta: nn.Module = (
             nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, num_outputs))

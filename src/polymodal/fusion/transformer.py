@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.fusion.base import as_tokens, masked_mean, presence
+from polymodal.fusion.base import as_tokens, linear_per_modality, masked_mean, presence
 from polymodal.registry import FUSIONS
 
 
@@ -67,7 +67,7 @@ class TransformerFusion(nn.Module):
         if dim % heads:
             raise ValueError(f"transformer fusion: dim {dim} must be divisible by heads {heads}")
         self.keys, self.bottleneck = sorted(in_dims), bottleneck
-        self.proj = nn.ModuleDict({k: nn.Linear(in_dims[k], dim) for k in self.keys})
+        self.proj = linear_per_modality(in_dims, dim)
         self.kind = nn.Parameter(torch.randn(len(self.keys), dim) * 0.02)  # modality-type embeddings
         if bottleneck:
             self.fsn = nn.Parameter(torch.randn(1, bottleneck, dim) * 0.02)
