@@ -36,7 +36,7 @@ def test_cached_prefill_and_steps_match_the_full_forward():
     model = tiny()
     idx = torch.randint(23, (2, 12))
     full = model(idx)[0]
-    cache = KVCache()
+    cache = KVCache(model.cfg.block_size)
     a = model(idx[:, :5], cache=cache)[0]
     b = model(idx[:, 5:9], cache=cache)[0]  # several new tokens after a cached past
     c = model(idx[:, 9:10], cache=cache)[0]
@@ -99,7 +99,7 @@ def test_cross_attention_decoder_reads_memory_and_caches_consistently():
     mem = torch.randn(2, 3, 16)
     full = model(idx, memory=mem)[0]
     assert not torch.allclose(full, model(idx, memory=mem + 1.0)[0])  # the memory matters
-    cache = KVCache()
+    cache = KVCache(model.cfg.block_size)
     steps = [model(idx[:, :5], cache=cache, memory=mem)[0]] + [
         model(idx[:, t : t + 1], cache=cache, memory=mem)[0] for t in range(5, 8)
     ]

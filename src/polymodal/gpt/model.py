@@ -37,11 +37,21 @@ class GPTConfig:
 
 
 class KVCache:
-    """Keys and values of every layer for the positions seen so far: lists of (B, H, T, C/H)."""
+    """Keys and values of every layer for the positions seen so far.
 
-    def __init__(self) -> None:
-        self.k: list[torch.Tensor | None] = []
-        self.v: list[torch.Tensor | None] = []
+    Buffers of (B, H, ``capacity``, C/H) per layer are allocated on a layer's first update and filled in
+    place; :meth:`update` returns views of the filled part. Growing them with ``torch.cat`` instead would
+    copy the whole past at every generated token.
+
+    Args:
+        capacity: Most positions the cache holds (the model's ``block_size``).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+        self.n: list[int] = []
 
     @property
     def length(self) -> int:
@@ -49,23 +59,27 @@ class KVCache:
         return self.seen(0)
 
     def seen(self, layer: int) -> int:
-        return 0 if len(self.k) <= layer or self.k[layer] is None else self.k[layer].shape[2]
+        return self.n[layer] if layer < len(self.n) else 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append this step's (B, H, T_new, C/H) keys/values for ``layer``; return the full ones."""
-        while len(self.k) <= layer:
-            self.k.append(None)
-            self.v.append(None)
-        if self.k[layer] is not None:
-            k = torch.cat([self.k[layer], k], dim=2)
-            v = torch.cat([self.v[layer], v], dim=2)
-        self.k[layer], self.v[layer] = k, v
-        return k, v
+        """Append this step's (B, H, T_new, C/H) keys/values for ``layer``; return all cached ones."""
+        if layer == len(self.k):
+            b, h, _, d = k.shape
+            self.k.append(k.new_empty(b, h, self.capacity, d))
+            self.v.append(v.new_empty(b, h, self.capacity, d))
+            self.n.append(0)
+        n, t = self.n[layer], k.shape[2]
+        if n + t > self.capacity:
+            raise ValueError(f"gpt: KV cache holds {self.capacity} positions; {n + t} requested")
+        self.k[layer][:, :, n : n + t] = k
+        self.v[layer][:, :, n : n + t] = v
+        self.n[layer] = n + t
+        return self.k[layer][:, :, : n + t], self.v[layer][:, :, : n + t]
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows ``index`` (beam search reorders its hypotheses every step)."""
-        self.k = [None if k is None else k.index_select(0, index) for k in self.k]
-        self.v = [None if v is None else v.index_select(0, index) for v in self.v]
+        self.k = [k.index_select(0, index) for k in self.k]
+        self.v = [v.index_select(0, index) for v in self.v]
 
 
 def sinusoidal(length: int, width: int) -> torch.Tensor:

@@ -134,7 +134,7 @@ class CaptionHead(nn.Module):
     def reduce(self, prefix: torch.Tensor) -> torch.Tensor:
         """Greedy decoding with the KV cache: ids (B, L) with -1 after the end token."""
         b = prefix.shape[0]
-        cache = KVCache()
+        cache = KVCache(self.gpt.cfg.block_size)
         cond = self.condition(prefix)
         logits = self.gpt(torch.full((b, 1), BOS, dtype=torch.long), cache=cache, **cond)[0][:, -1]
         out = torch.full((b, self.max_length), -1, dtype=torch.long)
