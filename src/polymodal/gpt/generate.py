@@ -62,7 +62,8 @@ class Stepper:
         if not self.use_cache:
             return self.model(idx[:, -self.room :], prefix=self.prefix, memory=m)[0][:, -1]
         if self.cache is None or self.cache.length + new > self.model.cfg.block_size:
-            self.cache = KVCache(self.model.cfg.block_size)  # first call, or the context outgrew the block: run it afresh
+            # First call, or the context outgrew the block: run it afresh.
+            self.cache = KVCache(self.model.cfg.block_size)
             return self.model(idx[:, -self.room :], prefix=self.prefix, cache=self.cache, memory=m)[0][:, -1]
         return self.model(idx[:, -new:], cache=self.cache, memory=m)[0][:, -1]
 
