@@ -178,3 +178,19 @@ def test_cli_bad_usage_exits_2_with_one_line(trained_run):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == 2 and len(lines) == 1, res.stderr
     assert lines[0].startswith("error:") and "strictly between 0 and 1" in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion, inputs", [("cross_attention", 2), ("concat", 1)])
+def test_onnx_parity_cross_attention_and_single_input(manifest, tmp_path, fusion, inputs):
+    recipe = tiny_recipe(manifest, epochs=1)
+    recipe["inputs"] = recipe["inputs"][:inputs]
+    recipe["fusion"] = {"name": fusion, "dim": 16, "heads": 2} if fusion == "cross_attention" else fusion
+    run = tmp_path / "run"
+    api.train(recipe, run)
+    rep = api.export(run, out=tmp_path / "m.onnx", repeats=3)
+    assert rep.parity["ok"] and rep.parity["max_abs_diff"] <= 1e-4
+    sidecar = json.loads(rep.sidecar.read_text())
+    assert ("present" in [i["name"] for i in sidecar["inputs"]]) == (inputs > 1)  # one input: no mask
+    blind = api.export(run, out=tmp_path / "blind.onnx", evaluate=False, repeats=3)  # no data needed
+    assert blind.split is None and blind.parity["ok"] and "accuracy" not in blind.rows[0]
