@@ -356,4 +356,19 @@ def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     return {**result, "without": without, "split": split, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-__all__ = ["train", "compare_modalities", "load", "evaluate", "Predictor", "RunResult", "PolymodalError"]
+def export(
+    run_dir: str | Path,
+    format: str = "onnx",
+    out: str | Path | None = None,
+    quantize: str | None = None,
+    prune: float | None = None,
+    **options: Any,
+) -> Any:
+    """Export a finished run's model (ONNX + sidecar JSON), optionally pruned / int8-quantised, with each step's
+    size, latency and test accuracy measured; see :func:`polymodal.export.export_run`."""
+    from polymodal.export import export_run
+
+    return export_run(run_dir, format, out, quantize, prune, **options)
+
+
+__all__ = ["train", "compare_modalities", "load", "evaluate", "export", "Predictor", "RunResult", "PolymodalError"]

@@ -30,3 +30,7 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     """Return ``" — did you mean 'x'?"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f" — did you mean '{close[0]}'?" if close else ""
+
+
+class ExportError(PolymodalError):
+    """A run cannot be exported or compressed as asked (unsupported model, bad option, missing package)."""
