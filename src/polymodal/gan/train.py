@@ -155,7 +155,8 @@ def train_gan(recipe: GANRecipe, run: Path, resume: bool, callback: Callback | N
             st["step"] += 1
             st["gen_in_epoch"] += 1
             emit("batch", step=st["step"], loss=parts["wasserstein"], lr=cfg.lr_generator)
-            if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0 and st["gen_in_epoch"] < cfg.steps_per_epoch:
+            mid_epoch = st["gen_in_epoch"] < cfg.steps_per_epoch  # the epoch end writes its own checkpoint
+            if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0 and mid_epoch:
                 st["seconds"] = time.perf_counter() - t_start
                 save_checkpoint(run / "checkpoints", st["step"], gan, opt, st)
         epoch = st["epoch"] + 1
