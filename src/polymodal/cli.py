@@ -150,7 +150,15 @@ def train(
         )
         for ref, hyp in res.test.get("examples", []):
             out.print(f"  reference {ref!r}  generated {hyp!r}", markup=False, highlight=False)
-        without = json.loads((res.run_dir / "metrics.json").read_text(encoding="utf-8")).get("test_without") or {}
+        record = json.loads((res.run_dir / "metrics.json").read_text(encoding="utf-8"))
+        without = record.get("test_without") or {}
+        if "privacy" in record:
+            dp = record["privacy"]
+            out.print(
+                f"differential privacy: epsilon {dp['epsilon']:.3f} at delta {dp['delta']:g} "
+                f"(noise multiplier {dp['noise_multiplier']:.3f}, max grad norm {dp['max_grad_norm']:g}, "
+                f"{dp['steps']} steps at sampling rate {dp['sample_rate']:.4f}, Poisson sampling, RDP accountant)"
+            )
         if without:
             out.print("test accuracy with one input missing: " + "  ".join(f"-{k} {v:.4f}" for k, v in without.items()))
         out.print(f"run directory: {res.run_dir}")

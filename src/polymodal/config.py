@@ -9,6 +9,7 @@ are validated against the config dataclass registered with that component.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
 from polymodal.errors import ConfigError, suggest
+from polymodal.privacy.config import PrivacyConfig
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -90,6 +92,8 @@ class TrainerConfig:
     patience: NonNegInt = 0
     checkpoint_every: NonNegInt = 100
     threads: NonNegInt = 0
+    # DP-SGD: per-example clipping + noise, Poisson batches; see polymodal.privacy (None = ordinary training).
+    privacy: PrivacyConfig | None = None
 
 
 @dataclass
@@ -147,6 +151,10 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
 
 
 def _value(tp: Any, value: Any, where: str) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # an optional section: `X | None`
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return None if value is None else parse_dataclass(inner[0], value, where)
     if dataclasses.is_dataclass(tp):
         return parse_dataclass(tp, value, where)
     if tp is Any:
