@@ -20,6 +20,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
 from polymodal.errors import ConfigError, suggest
+from polymodal.federated.config import FederatedConfig
 from polymodal.privacy.config import PrivacyConfig
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -108,6 +109,7 @@ class Recipe:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     modality_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     seed: NonNegInt = 0
+    federated: FederatedConfig | None = None  # used by `polymodal federated` (FedAvg simulation)
 
     def input(self, name: str) -> InputSpec:
         for spec in self.inputs:
@@ -309,6 +311,8 @@ def recipe_to_dict(recipe: Recipe) -> dict:
         "head": comp(recipe.head),
         "trainer": dataclasses.asdict(recipe.trainer),
     }
+    if recipe.federated is not None:
+        out["federated"] = dataclasses.asdict(recipe.federated)
     if out["data"]["options"] is None:
         del out["data"]["options"]
     return out
