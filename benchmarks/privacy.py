@@ -35,13 +35,10 @@ def main() -> None:
             api.train(api.as_recipe(args.recipe, tuple(args.overrides + extra)), run)
             record = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         dp = record.get("privacy") or {}
+        privacy = f"{dp['noise_multiplier']:.3f} | {dp['epsilon']:.2f}" if dp else "0 | ∞"
         rows.append(
-            f"| {label} | {dp.get('noise_multiplier', 0):.3f} | "
-            f"{dp['epsilon']:.2f} | " if dp else f"| {label} | 0 | ∞ | "
-        )
-        rows[-1] += (
-            f"{record['test']['accuracy']:.4f} | {record['test']['macro_f1']:.4f} | {record['best_epoch']} | "
-            f"{record['train_seconds']:.0f} |"
+            f"| {label} | {privacy} | {record['test']['accuracy']:.4f} | {record['test']['macro_f1']:.4f} | "
+            f"{record['best_epoch']} | {record['train_seconds']:.0f} |"
         )
         print(rows[-1], flush=True)
     table = "\n".join(
