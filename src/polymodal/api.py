@@ -179,6 +179,8 @@ def train(
         "stopped_early": fit.stopped_early,
         "train_seconds": round(fit.seconds, 3),
     }
+    if fit.privacy is not None:
+        record["privacy"] = fit.privacy
     atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
     return RunResult(
         run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped), fit, trainer, data

@@ -163,7 +163,15 @@ def train(
         )
         for ref, hyp in res.test.get("examples", []):
             out.print(f"  reference {ref!r}  generated {hyp!r}", markup=False, highlight=False)
-        without = json.loads((res.run_dir / "metrics.json").read_text(encoding="utf-8")).get("test_without") or {}
+        record = json.loads((res.run_dir / "metrics.json").read_text(encoding="utf-8"))
+        without = record.get("test_without") or {}
+        if "privacy" in record:
+            dp = record["privacy"]
+            out.print(
+                f"differential privacy: epsilon {dp['epsilon']:.3f} at delta {dp['delta']:g} "
+                f"(noise multiplier {dp['noise_multiplier']:.3f}, max grad norm {dp['max_grad_norm']:g}, "
+                f"{dp['steps']} steps at sampling rate {dp['sample_rate']:.4f}, Poisson sampling, RDP accountant)"
+            )
         if without:
             out.print("test accuracy with one input missing: " + "  ".join(f"-{k} {v:.4f}" for k, v in without.items()))
         out.print(f"run directory: {res.run_dir}")
@@ -294,6 +302,102 @@ def benchmark(
     bench.benchmark(parsed, fusions, seeds, where, unimodal, command=command, callback=show)
     out.print((where / "benchmark.md").read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
     out.print(f"written: {where}/benchmark.md, benchmark.csv, benchmark.json, robustness.png")
+
+
+FEDERATED_HELP = """Simulate federated averaging (FedAvg) of a recipe over non-IID clients; test the global model.
+
+The training split is divided over --clients by a Dirichlet(--alpha) label split; each round a --fraction
+of the clients trains --local-epochs from the global weights and the server averages them. Options
+override the recipe's `federated:` section.
+
+[b]Examples[/b]
+
+  polymodal federated avdigits --clients 10 --alpha 0.1 --rounds 12 --run-dir runs/av-fed
+  polymodal federated basicmotions --clients 4 --alpha 1.0 --local-epochs 2 --fraction 0.5
+"""
+
+
+@app.command(help=FEDERATED_HELP)
+def federated(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML path or built-in name.")],
+    run_dir: Annotated[Path | None, typer.Option(help="Output folder (default runs/NAME-TIMESTAMP).")] = None,
+    clients: Annotated[int | None, typer.Option(help="Number of clients K.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Dirichlet concentration (0.1 very skewed, 100 ~IID).")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Communication rounds.")] = None,
+    local_epochs: Annotated[int | None, typer.Option(help="Epochs each chosen client trains per round.")] = None,
+    fraction: Annotated[float | None, typer.Option(help="Fraction of clients chosen per round.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.lr=0.01.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    from polymodal.federated.fedavg import train_federated
+
+    setup_logging(verbose)
+    given = {"clients": clients, "alpha": alpha, "rounds": rounds, "local_epochs": local_epochs, "fraction": fraction}
+    overrides = [*(set_ or ()), *(f"federated.{k}={v}" for k, v in given.items() if v is not None)]
+    parsed = api.as_recipe(recipe, tuple(overrides))
+
+    def show(event: str, **info: Any) -> None:
+        m = info["metrics"]
+        mark = " *" if info["improved"] else ""
+        loss = "-" if m["train_loss"] is None else f"{m['train_loss']:.3f}"
+        out.print(
+            f"round {info['round'] + 1}/{info['rounds']}  clients {m['clients']} ({m['examples']} examples)  "
+            f"train loss {loss}  val acc {m['val_accuracy']:.4f}{mark}",
+            highlight=False,
+        )
+
+    res = train_federated(parsed, run_dir, callback=show)
+    sizes = json.loads((res.run_dir / "metrics.json").read_text(encoding="utf-8"))["federated"]["client_sizes"]
+    out.print(
+        f"test accuracy {res.test['accuracy']:.4f}  macro F1 {res.test['macro_f1']:.4f}  (best round "
+        f"{res.best_epoch}, {res.seconds:.1f} s, client sizes {sizes}, data: {res.data_source})"
+    )
+    out.print(f"run directory: {res.run_dir}")
+
+
+HYPEROPT_HELP = """Search hyperparameters with Optuna (TPE sampler, median pruning on the per-epoch validation metric).
+
+Writes trials.csv, trials.md and best.yaml (the best trial's recipe, ready for `polymodal train`) to --out;
+trial N trains in OUT/trials/trial-NNN. Without --space: lr, weight decay, batch size, head dropout, fusion.
+
+[b]Examples[/b]
+
+  polymodal hyperopt avdigits --trials 20 --timeout 3600 --out hyperopt/avdigits
+  polymodal hyperopt basicmotions --trials 10 --space space.yaml --set trainer.epochs=20
+  polymodal train hyperopt/avdigits/best.yaml
+"""
+
+
+@app.command(help=HYPEROPT_HELP)
+def hyperopt(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML path or built-in name.")],
+    trials: Annotated[int, typer.Option(min=1, help="Number of trials at most.")] = 20,
+    timeout: Annotated[float | None, typer.Option(min=1, help="Start no new trial after this many seconds.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default hyperopt/NAME).")] = None,
+    space: Annotated[Path | None, typer.Option(help="Search-space YAML (recipe key: range or choices).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    from polymodal import hyperopt as hp
+
+    setup_logging(verbose)
+    parsed_space = hp.load_space(space) if space is not None else None
+    where = out_dir or Path("hyperopt") / api.as_recipe(recipe, tuple(set_ or ())).name
+
+    def show(event: str, **info: Any) -> None:
+        r = info["row"]
+        value = "-" if r["value"] is None else f"{r['value']:.4f}"
+        params = "  ".join(f"{k}={hp.fmt(v)}" for k, v in r["params"].items())
+        out.print(f"trial {r['trial']}: {r['state']} {value} after {r['epochs']} epochs  {params}", highlight=False)
+
+    res = hp.search(recipe, trials, where, timeout, parsed_space, list(set_ or ()), callback=show)
+    out.print((where / "trials.md").read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
+    if res.best is None:
+        out.print("[yellow]no trial completed[/]; widen the search space or train longer")
+    else:
+        out.print(f"best: trial {res.best['trial']}, validation {res.best['value']:.4f}; train it with:")
+        out.print(f"  polymodal train {res.best_recipe}", highlight=False)
+    out.print(f"written: {', '.join(str(p) for p in res.files)}", highlight=False)
 
 
 GENERATE_HELP = """Generate text with a trained language-model run (KV cache on by default).

@@ -9,6 +9,7 @@ are validated against the config dataclass registered with that component.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
 from polymodal.errors import ConfigError, suggest
+from polymodal.federated.config import FederatedConfig
+from polymodal.privacy.config import PrivacyConfig
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -90,6 +93,8 @@ class TrainerConfig:
     patience: NonNegInt = 0
     checkpoint_every: NonNegInt = 100
     threads: NonNegInt = 0
+    # DP-SGD: per-example clipping + noise, Poisson batches; see polymodal.privacy (None = ordinary training).
+    privacy: PrivacyConfig | None = None
 
 
 @dataclass
@@ -104,6 +109,7 @@ class Recipe:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     modality_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     seed: NonNegInt = 0
+    federated: FederatedConfig | None = None  # used by `polymodal federated` (FedAvg simulation)
 
     def input(self, name: str) -> InputSpec:
         for spec in self.inputs:
@@ -147,6 +153,10 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
 
 
 def _value(tp: Any, value: Any, where: str) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # an optional section: `X | None`
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return None if value is None else parse_dataclass(inner[0], value, where)
     if dataclasses.is_dataclass(tp):
         return parse_dataclass(tp, value, where)
     if tp is Any:
@@ -301,6 +311,8 @@ def recipe_to_dict(recipe: Recipe) -> dict:
         "head": comp(recipe.head),
         "trainer": dataclasses.asdict(recipe.trainer),
     }
+    if recipe.federated is not None:
+        out["federated"] = dataclasses.asdict(recipe.federated)
     if out["data"]["options"] is None:
         del out["data"]["options"]
     return out

@@ -92,7 +92,8 @@ def drop_modalities(present: dict[str, torch.Tensor], p: float) -> dict[str, tor
     b = flags.shape[0]
     victim = torch.randint(len(names), (b,))
     hit = (torch.rand(b) < p) & (flags.sum(1) >= 2)
-    drop = torch.nn.functional.one_hot(victim, len(names)).bool() & hit.unsqueeze(1)
+    # A comparison, not one_hot: one_hot reads the values (.item()), which torch.func.vmap (DP-SGD) cannot.
+    drop = (victim.unsqueeze(1) == torch.arange(len(names))) & hit.unsqueeze(1)
     kept = flags & ~drop
     return {k: kept[:, i] for i, k in enumerate(names)}
 

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.encoders.blocks import conv_stack
+from polymodal.encoders.blocks import Norm, conv_stack
 from polymodal.registry import ENCODERS
 
 
@@ -23,6 +23,8 @@ class AudioCNNConfig:
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     # Emit one token per (downsampled) frame, (B, T', D), instead of the pooled vector; attention fusions set this.
     tokens: bool = False
+    # group: GroupNorm, which normalises each example alone (needed by DP-SGD's per-sample gradients).
+    norm: Norm = "batch"
 
 
 @ENCODERS.register("audio_cnn", AudioCNNConfig)
@@ -40,16 +42,24 @@ class AudioCNN(nn.Module):
         depth: Number of conv stages (each halves F and T).
         out_dim: Embedding width D.
         dropout: Dropout before the projection.
+        norm: ``batch`` (BatchNorm) or ``group`` (GroupNorm, per example).
         tokens: Project each frame's features into a token instead of pooling time.
     """
 
     EXAMPLE_IN_SHAPE = (1, 13, 40)
 
     def __init__(
-        self, in_shape: tuple[int, ...], width: int, depth: int, out_dim: int, dropout: float, tokens: bool = False
+        self,
+        in_shape: tuple[int, ...],
+        width: int,
+        depth: int,
+        out_dim: int,
+        dropout: float,
+        tokens: bool = False,
+        norm: Norm = "batch",
     ) -> None:
         super().__init__()
-        self.features, channels = conv_stack(in_shape[0], width, depth)
+        self.features, channels = conv_stack(in_shape[0], width, depth, norm)
         bands = in_shape[1] // 2**depth
         if bands < 1:
             raise ValueError(f"audio_cnn: {in_shape[1]} feature bands cannot be halved {depth} times; lower depth")

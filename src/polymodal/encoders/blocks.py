@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 from torch import nn
 
+Norm = Literal["batch", "group"]
 
-def conv_stack(in_channels: int, width: int, depth: int) -> tuple[nn.Sequential, int]:
-    """``depth`` blocks of (conv3×3-BN-ReLU)×2 + 2×2 max-pool, channels doubling; returns (stack, C_out)."""
+
+def norm_layer(kind: Norm, channels: int, dims: int = 2) -> nn.Module:
+    """BatchNorm (default), or GroupNorm with up to 8 groups: GroupNorm normalises each example on its own,
+    which DP-SGD's per-sample gradients need (BatchNorm mixes the examples of a batch)."""
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(channels, 8), channels)
+    return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
+
+
+def conv_stack(in_channels: int, width: int, depth: int, norm: Norm = "batch") -> tuple[nn.Sequential, int]:
+    """``depth`` blocks of (conv3×3-norm-ReLU)×2 + 2×2 max-pool, channels doubling; returns (stack, C_out)."""
     layers: list[nn.Module] = []
     c_in = in_channels
     for i in range(depth):
         c_out = width * 2**i
         layers += [
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
+            norm_layer(norm, c_out),
             nn.ReLU(inplace=True),
             nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
+            norm_layer(norm, c_out),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
         ]

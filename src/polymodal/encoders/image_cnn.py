@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.encoders.blocks import conv_stack
+from polymodal.encoders.blocks import Norm, conv_stack
 from polymodal.registry import ENCODERS
 
 
@@ -23,6 +23,8 @@ class ImageCNNConfig:
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     # Emit the spatial grid as tokens (B, H'·W', D) instead of the pooled vector; attention fusions set this.
     tokens: bool = False
+    # group: GroupNorm, which normalises each example alone (needed by DP-SGD's per-sample gradients).
+    norm: Norm = "batch"
 
 
 @ENCODERS.register("image_cnn", ImageCNNConfig)
@@ -35,16 +37,24 @@ class ImageCNN(nn.Module):
         depth: Number of conv stages (each halves H and W).
         out_dim: Embedding width D.
         dropout: Dropout before the projection.
+        norm: ``batch`` (BatchNorm) or ``group`` (GroupNorm, per example).
         tokens: Project every grid position instead of their mean (same weights, one token per position).
     """
 
     EXAMPLE_IN_SHAPE = (1, 28, 28)
 
     def __init__(
-        self, in_shape: tuple[int, ...], width: int, depth: int, out_dim: int, dropout: float, tokens: bool = False
+        self,
+        in_shape: tuple[int, ...],
+        width: int,
+        depth: int,
+        out_dim: int,
+        dropout: float,
+        tokens: bool = False,
+        norm: Norm = "batch",
     ) -> None:
         super().__init__()
-        self.features, channels = conv_stack(in_shape[0], width, depth)
+        self.features, channels = conv_stack(in_shape[0], width, depth, norm)
         # Identity keeps the parameter names of runs saved when this slot held a Flatten.
         self.proj = nn.Sequential(nn.Identity(), nn.Dropout(dropout), nn.Linear(channels, out_dim), nn.ReLU())
         self.out_dim, self.tokens = out_dim, tokens

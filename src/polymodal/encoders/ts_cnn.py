@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from polymodal.encoders.blocks import example_series, masked_mean_max, split_mask
+from polymodal.encoders.blocks import Norm, example_series, masked_mean_max, norm_layer, split_mask
 from polymodal.registry import ENCODERS
 
 
@@ -22,6 +22,8 @@ class TSCNNConfig:
     kernel: Annotated[int, Field(ge=1)] = 5
     out_dim: Annotated[int, Field(ge=1)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    # group: GroupNorm, which normalises each example alone (needed by DP-SGD's per-sample gradients).
+    norm: Norm = "batch"
 
 
 @ENCODERS.register("ts_cnn", TSCNNConfig)
@@ -34,6 +36,7 @@ class TSCNN(nn.Module):
         width: Conv channels; depth: number of conv layers; kernel: temporal kernel size.
         out_dim: Embedding width D.
         dropout: Dropout before the projection.
+        norm: ``batch`` (BatchNorm) or ``group`` (GroupNorm, per example).
     """
 
     EXAMPLE_IN_SHAPE = (24, 4)
@@ -48,12 +51,13 @@ class TSCNN(nn.Module):
         kernel: int,
         out_dim: int,
         dropout: float,
+        norm: Norm = "batch",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in = channels
         for _ in range(depth):
-            layers += [nn.Conv1d(c_in, width, kernel, padding=kernel // 2), nn.BatchNorm1d(width), nn.ReLU()]
+            layers += [nn.Conv1d(c_in, width, kernel, padding=kernel // 2), norm_layer(norm, width, dims=1), nn.ReLU()]
             c_in = width
         self.convs = nn.Sequential(*layers)
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width, out_dim), nn.ReLU())

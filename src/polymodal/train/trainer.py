@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from polymodal.config import TrainerConfig
 from polymodal.data.dataset import collate
+from polymodal.privacy.dpsgd import DPSGD
 from polymodal.train.checkpoint import (
     atomic_write_text,
     load_checkpoint,
@@ -48,6 +49,7 @@ class FitResult:
     seconds: float
     step_seconds: float = 0.0  # time inside training steps only (no data decoding on first use, no validation)
     samples: int = 0  # training examples processed
+    privacy: dict[str, Any] | None = None  # DP-SGD runs: epsilon at delta, noise multiplier, ... (privacy.dpsgd)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -82,10 +84,10 @@ class Trainer:
     def autocast(self) -> torch.autocast:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
-    def _loader(self, ds: Dataset, batches: list[list[int]]) -> DataLoader:
+    def _loader(self, ds: Dataset, batches: list[list[int]], collate_fn: Callable = collate) -> DataLoader:
         # A private generator: each DataLoader iterator draws a base seed, and drawing it from the global RNG
         # would shift the dropout stream of a run resumed mid-epoch away from the uninterrupted one.
-        return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=0, generator=torch.Generator())
+        return DataLoader(ds, batch_sampler=batches, collate_fn=collate_fn, num_workers=0, generator=torch.Generator())
 
     @torch.no_grad()
     def predict(self, ds: Dataset, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -113,6 +115,9 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
         total_steps = steps_per_epoch * cfg.epochs
+        private = None
+        if cfg.privacy is not None:  # DP-SGD: noise calibrated to this run's steps (polymodal.privacy)
+            private = DPSGD(self.model, cfg.privacy, len(train_ds), cfg.batch_size, total_steps, self.seed)
         sign = -1.0 if cfg.monitor == "loss" else 1.0  # compare as "higher is better"
         st: dict[str, Any] = {
             "epoch": 0,
@@ -146,23 +151,30 @@ class Trainer:
                 train_ds.set_epoch(epoch)  # datasets that draw fresh examples each epoch (language-model windows)
             order = epoch_order(len(train_ds), self.seed, epoch)
             batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            if private is not None:
+                batches = private.batches(epoch)  # Poisson sampling, as DP-SGD's accounting assumes
             self.callback("epoch_start", epoch=epoch, epochs=cfg.epochs, batches=len(batches), done=st["batch"])
             self.model.train()
             loss_sum, seen = st.get("loss_sum", 0.0), st.get("seen", 0)
             t_step = time.perf_counter()
-            for inputs, present, y in self._loader(train_ds, batches[st["batch"] :]):
+            collate_fn = private.collate(train_ds) if private is not None else collate
+            for inputs, present, y in self._loader(train_ds, batches[st["batch"] :], collate_fn):
                 lr = lr_at(st["step"], total_steps, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                with self.autocast():
-                    logits = self.model(inputs, present)
-                loss = self.model.loss(logits, y)
+                if private is not None:  # DP-SGD: clipped per-example gradients plus noise, set in .grad
+                    loss = private.backward(inputs, present, y, self.autocast)
+                else:
+                    with self.autocast():
+                        logits = self.model(inputs, present)
+                    loss = self.model.loss(logits, y)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {float(loss)} at step {st['step']}; lower trainer.lr")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                if private is None:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 self.optimizer.step()
                 st["step"] += 1
                 st["batch"] += 1
@@ -186,6 +198,8 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - t_start, 3),
             }
+            if private is not None:
+                row["epsilon"] = private.epsilon(st["step"])
             with open(metrics_log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             score = sign * val[cfg.monitor]
@@ -218,4 +232,5 @@ class Trainer:
             time.perf_counter() - t_start,
             st.get("step_seconds", 0.0),
             st.get("samples", 0),
+            private.report(st["step"]) if private is not None else None,
         )
