@@ -356,4 +356,14 @@ def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     return {**result, "without": without, "split": split, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-__all__ = ["train", "compare_modalities", "load", "evaluate", "Predictor", "RunResult", "PolymodalError"]
+def report(
+    run_dir: str | Path, split: str = "test", benchmark: str | Path | None = None, out: str | Path | None = None
+) -> Path:
+    """Write the run's self-contained HTML evaluation report (default ``run_dir/report.html``); see
+    :func:`polymodal.report.build_report`."""
+    from polymodal.report import build_report
+
+    return build_report(run_dir, split, benchmark, out)
+
+
+__all__ = ["train", "compare_modalities", "load", "evaluate", "report", "Predictor", "RunResult", "PolymodalError"]
