@@ -90,6 +90,7 @@ class TrainerConfig:
     patience: NonNegInt = 0
     checkpoint_every: NonNegInt = 100
     threads: NonNegInt = 0
+    tensorboard: bool = False  # scalars into <run>/tb (needs the tensorboard extra)
 
 
 @dataclass
