@@ -66,6 +66,7 @@ def write_report(view: RunView, benchmark_dir: str | Path | None = None, out: st
     page = render_page(view.name, subtitle(view), pipeline(view), cards(view), sections, footer)
     path = Path(out) if out is not None else view.run_dir / "report.html"
     atomic_write_text(path, page)
+    path.chmod(0o644)  # a report is for sharing (the temporary file it was written to is private)
     log.info("report written to %s", path)
     return path
 

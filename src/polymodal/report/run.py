@@ -106,7 +106,7 @@ def load_run(run_dir: str | Path, split: str = "test") -> RunView:
     except PolymodalError as exc:
         view.data_error = str(exc)
         return view
-    view.dataset = data.splits[split]
+    view.dataset = data.splits[split].view()  # no training-time augmentation, even on the train split
     trainer = Trainer(p.model, p.recipe.trainer, run, p.recipe.seed)
     view.outputs, view.targets, view.split_loss = trainer.predict(view.dataset)
     view.split_metrics = {"loss": view.split_loss, **p.model.metrics(view.outputs, view.targets)}
