@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from polymodal.report.page import PALETTE, Section, note, png, style
 from polymodal.report.run import RunView
@@ -24,6 +25,7 @@ def section(view: RunView) -> Section:
     for ax in axes:
         style(ax)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best:
             ax.axvline(best, color="#9aa5b1", linestyle=":", linewidth=1.2)
     axes[0].plot(epochs, [r["train_loss"] for r in h], "-o", ms=3, color=PALETTE[0], label="train")
