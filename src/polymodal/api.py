@@ -393,12 +393,23 @@ def export(
     return export_run(run_dir, format, out, quantize, prune, **options)
 
 
+def report(
+    run_dir: str | Path, split: str = "test", benchmark: str | Path | None = None, out: str | Path | None = None
+) -> Path:
+    """Write the run's self-contained HTML evaluation report (default ``run_dir/report.html``); see
+    :func:`polymodal.report.build_report`."""
+    from polymodal.report import build_report
+
+    return build_report(run_dir, split, benchmark, out)
+
+
 __all__ = [
     "train",
     "compare_modalities",
     "load",
     "evaluate",
     "export",
+    "report",
     "sample_gan",
     "Predictor",
     "RunResult",

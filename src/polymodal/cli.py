@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -95,9 +96,14 @@ def train(
         typer.Option(help="Also train each input alone and print a table (default: on for the embedded demo)."),
     ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
+    tensorboard: Annotated[
+        bool, typer.Option("--tensorboard", help="Log scalars to RUN/tb (same as --set trainer.tensorboard=true).")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     setup_logging(verbose)
+    if tensorboard:
+        set_ = [*(set_ or []), "trainer.tensorboard=true"]
     demo = recipe is None and not resume
     if compare is None:
         compare = demo
@@ -180,11 +186,12 @@ def train(
         out.print(f"[yellow]skipped {skipped} unreadable rows[/] (data.on_error: skip); list in skipped.json")
 
 
-EVALUATE_HELP = """Evaluate a finished run on a split of its data.
+EVALUATE_HELP = """Evaluate a finished run on a split of its data and write its HTML report (RUN/report.html).
 
 [b]Example[/b]
 
   polymodal evaluate runs/av --split test
+  polymodal evaluate runs/shakespeare_char       [dim]# a language model: validation loss, perplexity, samples[/]
 """
 
 
@@ -193,8 +200,27 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    report: Annotated[bool, typer.Option(help="Also write RUN/report.html.")] = True,
+    benchmark_dir: Annotated[
+        Path | None, typer.Option("--benchmark", help="A `polymodal benchmark` folder to include in the report.")
+    ] = None,
 ) -> None:
+    if (run_dir / "tokenizer.json").is_file():  # a language model: its validation text is the evaluation
+        path = api.report(run_dir) if report else None
+        val = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("val", {})
+        if as_json:
+            out.print_json(json.dumps(val))
+        else:
+            out.print(
+                f"val loss {val['loss']:.4f}  perplexity {math.exp(val['loss']):.2f}  "
+                f"token accuracy {val['accuracy']:.4f}"
+            )
+        if path is not None:
+            err.print(f"report: {path}")
+        return
     m = api.evaluate(run_dir, split)
+    if report:
+        err.print(f"report: {api.report(run_dir, split, benchmark_dir)}")
     if as_json:
         out.print_json(json.dumps(m))
         return
@@ -219,6 +245,32 @@ def evaluate(
     for n, row in zip(names, m["confusion_matrix"], strict=True):
         cm.add_row(n, *[str(v) for v in row])
     out.print(cm)
+
+
+REPORT_HELP = """Write a run's self-contained HTML evaluation report: learning curves, confusion matrix, ROC
+curves, per-class scores, head-specific metrics or generated text, attention maps, per-modality contribution
+(masking and gradient × input saliency) and the fusion benchmark if one exists.
+
+[b]Examples[/b]
+
+  polymodal report runs/av                                  [dim]# writes runs/av/report.html[/]
+  polymodal report runs/av --benchmark benchmark/avdigits_hard --split val
+"""
+
+
+@app.command(help=REPORT_HELP)
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    benchmark_dir: Annotated[
+        Path | None, typer.Option("--benchmark", help="A `polymodal benchmark` folder to include.")
+    ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Output file (default RUN/report.html).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    setup_logging(verbose)
+    path = api.report(run_dir, split, benchmark_dir, out_file)
+    out.print(f"report written: {path}")
 
 
 PREDICT_HELP = """Predict one example with a finished run; pass each input as --NAME VALUE.

@@ -95,6 +95,7 @@ class TrainerConfig:
     threads: NonNegInt = 0
     # DP-SGD: per-example clipping + noise, Poisson batches; see polymodal.privacy (None = ordinary training).
     privacy: PrivacyConfig | None = None
+    tensorboard: bool = False  # scalars into <run>/tb (needs the tensorboard extra)
 
 
 @dataclass

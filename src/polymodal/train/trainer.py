@@ -33,6 +33,7 @@ from polymodal.train.checkpoint import (
     save_weights,
 )
 from polymodal.train.optim import build_optimizer, lr_at
+from polymodal.train.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 Callback = Callable[..., None]
@@ -80,6 +81,8 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.weights_path = self.run_dir / "weights.safetensors"
+        if cfg.tensorboard:  # fail before training starts when the package is missing
+            TensorBoardLog.check()
 
     def autocast(self) -> torch.autocast:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
@@ -144,6 +147,10 @@ class Trainer:
             kept = [ln for ln in lines if ln.strip() and json.loads(ln)["epoch"] <= st["epoch"]]
             atomic_write_text(metrics_log, "".join(ln + "\n" for ln in kept))
         t_start = time.perf_counter() - st["seconds"]
+        emit: Callback = self.callback
+        board = None
+        if cfg.tensorboard:  # a callback that logs scalars, then passes each event on to the display
+            board = emit = TensorBoardLog(self.run_dir / "tb", self.callback, st["step"] if resume else None)
         stopped_early = False
         while st["epoch"] < cfg.epochs:
             epoch = st["epoch"]
@@ -153,7 +160,7 @@ class Trainer:
             batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
             if private is not None:
                 batches = private.batches(epoch)  # Poisson sampling, as DP-SGD's accounting assumes
-            self.callback("epoch_start", epoch=epoch, epochs=cfg.epochs, batches=len(batches), done=st["batch"])
+            emit("epoch_start", epoch=epoch, epochs=cfg.epochs, batches=len(batches), done=st["batch"])
             self.model.train()
             loss_sum, seen = st.get("loss_sum", 0.0), st.get("seen", 0)
             t_step = time.perf_counter()
@@ -182,7 +189,7 @@ class Trainer:
                 st["step_seconds"] = st.get("step_seconds", 0.0) + time.perf_counter() - t_step
                 batch_loss = loss.item()
                 loss_sum, seen = loss_sum + batch_loss * len(y), seen + len(y)
-                self.callback("batch", step=st["step"], loss=batch_loss, lr=lr)
+                emit("batch", step=st["step"], loss=batch_loss, lr=lr)
                 if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0 and st["batch"] < len(batches):
                     st.update(loss_sum=loss_sum, seen=seen, seconds=time.perf_counter() - t_start)
                     save_checkpoint(self.ckpt_root, st["step"], self.model, self.optimizer, st)
@@ -214,7 +221,7 @@ class Trainer:
                 save_weights(self.model, self.weights_path)
             else:
                 st["bad_epochs"] += 1
-            self.callback("epoch_end", epoch=epoch, metrics=row, improved=improved)
+            emit("epoch_end", epoch=epoch, metrics=row, improved=improved)
             st.update(epoch=epoch + 1, batch=0, loss_sum=0.0, seen=0, seconds=time.perf_counter() - t_start)
             stopped_early = bool(cfg.patience) and st["bad_epochs"] >= cfg.patience
             if stopped_early:
@@ -223,6 +230,8 @@ class Trainer:
             if stopped_early:
                 log.info("early stop after epoch %d: no %s gain for %d epochs", epoch + 1, cfg.monitor, cfg.patience)
                 break
+        if board is not None:
+            board.close()
         load_weights(self.model, self.weights_path)
         return FitResult(
             st["best_epoch"],

@@ -156,6 +156,15 @@ class TextTransform(Transform):
             raise DataError("text input has no vocabulary yet: the transform must be fitted on training text first")
         return self._tok.encode(text).ids
 
+    def token_strings(self, ids: torch.Tensor) -> list[str]:
+        """The text of each id in a (T,) example, padding included as "[PAD]" (for explanations per token)."""
+        if self._chars is not None:
+            chars = list(self._chars)
+            return [chars[i] if i < len(chars) else "[UNK]" for i in ids.tolist()]
+        if self._tok is None:
+            raise DataError("text input has no vocabulary yet: the transform must be fitted on training text first")
+        return [self._tok.id_to_token(i) or "[UNK]" for i in ids.tolist()]
+
     def __call__(self, cell: Any) -> torch.Tensor:
         ids = self.ids(as_text(cell))[: self.max_length]
         out = torch.zeros(self.max_length, dtype=torch.long)

@@ -1,0 +1,76 @@
+"""The page header: run name, a one-line recipe summary (the pipeline) and headline metric cards."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from polymodal.report.page import card
+from polymodal.report.run import RunView
+
+
+def component(spec: Any) -> str:
+    """``name`` of a recipe component given as a string or a mapping with ``name``."""
+    return str(spec.get("name")) if isinstance(spec, dict) else str(spec)
+
+
+def pipeline(view: RunView) -> str:
+    """``image [image_cnn] + audio [audio_cnn] → concat → classification (10 classes)``, or the GPT shape."""
+    r = view.recipe
+    if view.kind == "lm":
+        m = view.meta.get("model", {})
+        tok = (r.get("data") or {}).get("tokenizer", "char")
+        return (
+            f"{tok} tokens (vocab {m.get('vocab_size')}) → GPT {m.get('n_layer')} layers × {m.get('n_embd')} wide, "
+            f"{m.get('n_head')} heads, context {m.get('block_size')} → next token"
+        )
+    inputs = " + ".join(f"{s['name']} [{component(s.get('encoder'))}]" for s in r.get("inputs", []))
+    target = view.meta.get("target") or {}
+    what = {
+        "class": f"{len(target.get('classes', []))} classes",
+        "multilabel": f"{len(target.get('classes', []))} labels",
+        "multitask": f"{len(target.get('tasks', []))} tasks",
+        "text": "text",
+    }.get(view.kind, view.kind)
+    return f"{inputs} → {component(r.get('fusion'))} → {component(r.get('head'))} ({what})"
+
+
+def subtitle(view: RunView) -> str:
+    m = view.meta
+    parts = [f"data: {m.get('data_source', '?')}"]
+    if m.get("sizes"):
+        parts.append(" / ".join(f"{v:,} {k}" for k, v in m["sizes"].items()))
+    if m.get("tokens"):
+        parts.append(" / ".join(f"{v:,} {k} tokens" for k, v in m["tokens"].items()))
+    parts.append(f"{m.get('parameters', 0):,} parameters")
+    parts.append(f"seed {m.get('seed')}")
+    if m.get("init_from"):
+        parts.append(f"fine-tuned from {m['init_from']}")
+    return " · ".join(parts)
+
+
+def cards(view: RunView) -> list[str]:
+    s, out = view.scores, []
+    if view.kind == "lm":
+        loss = s.get("loss")
+        out += [card("val loss (nats/token)", loss), card("perplexity", math.exp(loss) if loss else None)]
+        out.append(card("token accuracy", s.get("accuracy")))
+    elif view.kind == "text":
+        out.append(card(f"{view.split} exact match", s.get("accuracy")))
+        out += [
+            card(label, s[key])
+            for key, label in (("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L"), ("cider", "CIDEr"))
+            if key in s
+        ]
+    else:
+        label = "exact-set accuracy" if view.kind == "multilabel" else "accuracy"
+        out.append(card(f"{view.split} {label}", s.get("accuracy")))
+        for key, name in (("macro_f1", "macro F1"), ("micro_f1", "micro F1")):
+            if isinstance(s.get(key), float):
+                out.append(card(name, s[key]))
+    best = view.metrics.get("best_epoch")
+    if best is not None:
+        out.append(card("best epoch", f"{best} of {view.metrics.get('epochs_run', len(view.history))}"))
+    if view.metrics.get("train_seconds") is not None:
+        out.append(card("train time", f"{view.metrics['train_seconds']:.0f} s"))
+    return out
