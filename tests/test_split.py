@@ -38,3 +38,15 @@ def test_bad_split_values_are_named():
     frame = pd.DataFrame({"label": ["a", "b"], "split": ["train", "holdout"]})
     with pytest.raises(DataError, match="holdout"):
         assign_splits(Table(frame, "label", split="split"), 0.1, 0.1, 0)
+
+
+def test_grouped_split_keeps_every_group_in_one_split():
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 60, size=400)  # 60 groups, several rows each
+    labels = np.array([f"c{g % 3}" for g in groups])  # a group's rows share a label
+    split = stratified_split(labels, 0.2, 0.2, seed=1, groups=groups)
+    for g in np.unique(groups):
+        assert len(set(split[groups == g])) == 1
+    ungrouped = stratified_split(labels, 0.2, 0.2, seed=1)
+    assert any(len(set(ungrouped[groups == g])) > 1 for g in np.unique(groups))  # without groups they straddle
+    assert set(split) == {"train", "val", "test"}

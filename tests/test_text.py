@@ -84,3 +84,17 @@ def test_clipart_dataset_loads_real_files():
     pairs = zip(frame["keywords"], frame["category"], strict=True)
     leaks = sum(bool(category_words(c) & set(k.lower().split())) for k, c in pairs)
     assert leaks == 0
+
+
+@pytest.mark.skipif(clipart_dir(None) is None, reason="no local clipart copy")
+def test_clipart_copies_of_one_drawing_never_straddle_splits():
+    import numpy as np
+
+    from polymodal.data.table import assign_splits
+
+    table = Clipart(None, 20, True).load()
+    assert table.group == "drawing" and table.frame["drawing"].nunique() < len(table.frame)  # copies exist
+    split = assign_splits(table, 0.1, 0.15, seed=0)
+    per_drawing = table.frame.assign(split=split).groupby("drawing")["split"].nunique()
+    assert int(per_drawing.max()) == 1
+    assert set(np.unique(split)) == {"train", "val", "test"}

@@ -61,6 +61,8 @@ class DataConfig:
     table: str | None = None
     label: str | None = None  # default: the built-in dataset's label column, or "label" for a table
     split_column: str | None = None
+    # Rows with the same value here share a split (default: the dataset's own grouping, e.g. clipart drawings).
+    group_column: str | None = None
     # Multi-label heads: how labels are joined in one cell, and how often a label must occur in training.
     label_separator: str = "|"
     min_label_count: Annotated[int, Field(ge=1)] = 1

@@ -44,6 +44,9 @@ def load_table(recipe: Recipe, base: Path | None = None) -> Table:
         label = data.label or "label"
         table = Table(read_table(path), label=label, base_dir=path.parent, split=data.split_column)
         table.require([data.split_column] if data.split_column else [], f"table {path}")
+    if data.group_column is not None:
+        table.require([data.group_column], f"dataset '{data.dataset or data.table}' (data.group_column)")
+        table.group = data.group_column
     kind = HEADS.get(recipe.head.name).factory.TARGET
     needed = [c for s in recipe.inputs for c in (s.columns or [s.column])]
     # A multi-task head names its own target columns; an empty multi-label cell is an empty label set.

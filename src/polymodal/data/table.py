@@ -22,6 +22,8 @@ class Table:
         label: Name of the target column.
         base_dir: Folder that relative file paths are relative to (the manifest's folder).
         split: Optional column holding ``train``/``val``/``test`` per row (an official split).
+        group: Optional column whose rows must share a split (the same drawing, speaker or patient in several
+            rows): a random row split would put copies of one example in both train and test.
         source: Where the rows came from, for logs and the run record.
     """
 
@@ -30,6 +32,7 @@ class Table:
     base_dir: Path | None = None
     split: str | None = None
     source: str = ""
+    group: str | None = None
 
     def require(self, columns: list[str], where: str) -> None:
         missing = [c for c in columns if c not in self.frame.columns]
@@ -61,12 +64,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise DataError(f"table {p}: unsupported extension '{suffix}'; use .csv, .tsv, .parquet or .jsonl")
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Assign each row to train/val/test, keeping class proportions; same inputs give the same split.
 
     Classes are visited in sorted order and shuffled with one seeded generator, so the result depends only
-    on the label sequence, the fractions and the seed.
+    on the label sequence, the fractions and the seed. With ``groups``, whole groups are assigned (each
+    stratified by its first row's label) and every row follows its group.
     """
+    if groups is not None:
+        _, first, inverse = np.unique(np.asarray(groups).astype(str), return_index=True, return_inverse=True)
+        return stratified_split(np.asarray(labels)[first], val_fraction, test_fraction, seed)[inverse]
     labels = np.asarray(labels)
     out = np.full(len(labels), "train", dtype=object)
     rng = np.random.default_rng(seed)
@@ -82,8 +91,9 @@ def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: flo
 def assign_splits(table: Table, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
     """Use the table's split column when it has one (carving val out of train if absent), else stratify."""
     labels = table.frame[table.label].astype(str).to_numpy()
+    groups = None if table.group is None else table.frame[table.group].to_numpy()
     if table.split is None:
-        return stratified_split(labels, val_fraction, test_fraction, seed)
+        return stratified_split(labels, val_fraction, test_fraction, seed, groups)
     split = table.frame[table.split].astype(str).str.lower().to_numpy().astype(object)
     bad = sorted(set(split.tolist()) - set(SPLITS))
     if bad:
@@ -91,6 +101,6 @@ def assign_splits(table: Table, val_fraction: float, test_fraction: float, seed:
     if "val" not in set(split.tolist()):
         train = np.flatnonzero(split == "train")
         frac = val_fraction / max(1e-9, 1.0 - test_fraction)
-        sub = stratified_split(labels[train], frac, 0.0, seed)
+        sub = stratified_split(labels[train], frac, 0.0, seed, None if groups is None else groups[train])
         split[train[sub == "val"]] = "val"
     return split
