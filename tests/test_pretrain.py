@@ -11,6 +11,7 @@ import torch
 from conftest import mnist_digits
 from safetensors.torch import load_file
 
+import polymodal.components  # noqa: F401  (registers every built-in component)
 from polymodal import api
 from polymodal.config import parse_recipe
 from polymodal.data.datasets.clipart import clipart_dir
