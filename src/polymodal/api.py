@@ -31,6 +31,8 @@ from polymodal.gpt.lm import LanguageModel, LMRecipe, build_lm_data, load_lm, pa
 from polymodal.gpt.model import GPT, GPTConfig
 from polymodal.gpt.tokenizer import load_tokenizer
 from polymodal.model import MultimodalModel, build_model
+from polymodal.pretrain.init import init_encoders, pretrained_transforms
+from polymodal.pretrain.recipe import PretrainRecipe, parse_pretrain_recipe
 from polymodal.train.checkpoint import atomic_write_text, load_weights
 from polymodal.train.trainer import Callback, FitResult, Trainer
 
@@ -84,22 +86,26 @@ def environment() -> dict[str, Any]:
 
 
 def as_recipe(
-    recipe: Recipe | LMRecipe | GANRecipe | str | Path | dict, overrides: tuple[str, ...] = ()
-) -> Recipe | LMRecipe | GANRecipe:
+    recipe: Recipe | LMRecipe | GANRecipe | PretrainRecipe | str | Path | dict, overrides: tuple[str, ...] = ()
+) -> Recipe | LMRecipe | GANRecipe | PretrainRecipe:
     """A validated recipe from a recipe object, a raw dict, a YAML path or a built-in name; ``kind: lm``
-    selects a language-model recipe, ``kind: gan`` a conditional GAN."""
-    if isinstance(recipe, (Recipe, LMRecipe, GANRecipe)):
+    selects a language-model recipe, ``kind: gan`` a conditional GAN, ``kind: pretrain`` a self-supervised one."""
+    if isinstance(recipe, (Recipe, LMRecipe, GANRecipe, PretrainRecipe)):
         return recipe
     if isinstance(recipe, dict):
         raw = copy.deepcopy(recipe)
         if raw.get("kind") == "gan":
             return parse_gan_recipe(raw)
+        if raw.get("kind") == "pretrain":
+            return parse_pretrain_recipe(raw)
         return parse_lm_recipe(raw) if raw.get("kind") == "lm" else parse_recipe(raw)
     raw, source = read_recipe_yaml(recipe)
     if raw.get("kind") == "lm":
         return parse_lm_recipe(apply_overrides(raw, overrides), source)
     if raw.get("kind") == "gan":
         return parse_gan_recipe(apply_overrides(raw, overrides), source)
+    if raw.get("kind") == "pretrain":
+        return parse_pretrain_recipe(apply_overrides(raw, overrides), source)
     return load_recipe(recipe, overrides)
 
 
@@ -137,15 +143,22 @@ def train(
         record = train_gan(recipe, run, resume, callback)
         meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
         return RunResult(run, record, {}, record["epochs_run"], record["train_seconds"], meta["data_source"])
+    if isinstance(recipe, PretrainRecipe):
+        from polymodal.pretrain.run import train_pretrain
+
+        return train_pretrain(recipe, run, resume, callback)
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     states_file = run / "transforms.json"
     states = json.loads(states_file.read_text(encoding="utf-8")) if resume and states_file.is_file() else None
+    if recipe.init_from is not None and not resume:
+        states = pretrained_transforms(recipe.init_from, recipe)  # a pretrained text encoder needs its vocabulary
     data = build_data(recipe, transform_states=states)
     in_shapes = data.splits["train"].shapes
     check_monitor(recipe, data.target)
     contexts = {name: t.context() for name, t in data.transforms.items()}
     model = build_model(recipe, in_shapes, data.target, contexts)
+    initialised = init_encoders(model.encoders, recipe.init_from, recipe) if recipe.init_from and not resume else {}
     if not resume:
         atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     meta = {
@@ -161,6 +174,10 @@ def train(
         "parameters": sum(p.numel() for p in model.parameters()),
         **environment(),
     }
+    if initialised:
+        meta["init_from"] = {"run": recipe.init_from.run, "encoders": initialised}
+    if resume and (run / "meta.json").is_file():
+        meta["init_from"] = json.loads((run / "meta.json").read_text(encoding="utf-8")).get("init_from")
     atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
     states = {name: t.state_dict() for name, t in data.transforms.items()}
     atomic_write_text(run / "transforms.json", json.dumps(states))

@@ -64,9 +64,9 @@ class ProgressView:
         elif event == "epoch_end" and self.task is not None:
             m = info["metrics"]
             mark = " *" if info["improved"] else ""
-            self.progress.update(
-                self.task, info=f"train loss {m['train_loss']:.3f}  val acc {m['val_accuracy']:.3f}{mark}"
-            )
+            acc = m.get("val_accuracy")
+            val = f"val acc {acc:.3f}" if acc is not None else f"val loss {m['val_loss']:.4f}"
+            self.progress.update(self.task, info=f"train loss {m['train_loss']:.3f}  {val}{mark}")
 
 
 def setup_logging(verbose: bool) -> None:
@@ -143,6 +143,12 @@ def train(
         out.print(f"samples: {res.run_dir / 'samples.png'} (one grid per epoch in samples/)")
         out.print(f"run directory: {res.run_dir}")
         skipped = 0
+    elif "objective" in res.test:  # a pretraining run: the objective's test metrics
+        shown = {k: v for k, v in res.test.items() if isinstance(v, float)}
+        out.print(f"{res.test['objective']} test " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        out.print(f"(best epoch {res.best_epoch}, {res.seconds:.1f} s, data: {res.data_source})")
+        out.print(f"run directory: {res.run_dir}")
+        skipped = res.skipped
     elif (res.run_dir / "tokenizer.json").is_file():  # a language model: validation loss per token
         out.print(
             f"val loss {res.test['loss']:.4f}  token accuracy {res.test['accuracy']:.4f}  "

@@ -15,6 +15,7 @@ PACKAGES = (
     "polymodal.encoders",
     "polymodal.fusion",
     "polymodal.heads",
+    "polymodal.pretrain",
 )
 
 for _package in PACKAGES:

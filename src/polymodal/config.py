@@ -68,6 +68,11 @@ class DataConfig:
     min_label_count: Annotated[int, Field(ge=1)] = 1
     val_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1
+    # Keep only this stratified, seeded fraction of the training rows (low-label experiments); val/test stay whole.
+    label_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # Seed of the split alone (default: the recipe's seed); fix it to compare seeds on the same test rows, or to
+    # keep a pretraining run's held-out rows out of a fine-tuning run's training rows.
+    split_seed: NonNegInt | None = None
     cache: bool = True
     on_error: Literal["raise", "skip"] = "raise"
     disk_cache: bool = True
@@ -101,6 +106,19 @@ class TrainerConfig:
 
 
 @dataclass
+class InitFrom:
+    """Start some encoders from a finished pretraining run (``kind: pretrain``).
+
+    ``encoders`` maps this recipe's input names to the pretraining run's input names; empty means every input
+    whose name the pretraining run also has. Those inputs also reuse the run's fitted transforms (a text
+    encoder's embedding rows only mean something with the vocabulary it was pretrained with).
+    """
+
+    run: str
+    encoders: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Recipe:
     """A whole experiment: data, inputs with encoders, fusion, head, trainer and seed."""
 
@@ -113,6 +131,7 @@ class Recipe:
     modality_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     seed: NonNegInt = 0
     federated: FederatedConfig | None = None  # used by `polymodal federated` (FedAvg simulation)
+    init_from: Any = None  # InitFrom, or a run directory as shorthand for {run: DIR}
 
     def input(self, name: str) -> InputSpec:
         for spec in self.inputs:
@@ -212,6 +231,9 @@ def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
             spec.encoder = _component("ENCODERS", spec.encoder, f"{where}.encoder")
         recipe.fusion = _component("FUSIONS", recipe.fusion, "fusion")
         recipe.head = _component("HEADS", recipe.head, "head")
+        if recipe.init_from is not None:
+            init = recipe.init_from
+            recipe.init_from = parse_dataclass(InitFrom, {"run": init} if isinstance(init, str) else init, "init_from")
         data = recipe.data
         if (data.dataset is None) == (data.table is None):
             raise ConfigError(
@@ -316,6 +338,8 @@ def recipe_to_dict(recipe: Recipe) -> dict:
     }
     if recipe.federated is not None:
         out["federated"] = dataclasses.asdict(recipe.federated)
+    if recipe.init_from is not None:
+        out["init_from"] = dataclasses.asdict(recipe.init_from)
     if out["data"]["options"] is None:
         del out["data"]["options"]
     return out

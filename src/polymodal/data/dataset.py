@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
-from polymodal.data.table import Table, assign_splits, read_table
+from polymodal.data.table import Table, assign_splits, label_subset, read_table
 from polymodal.data.targets import encode_targets
 from polymodal.errors import DataError
 from polymodal.registry import DATASETS, HEADS, MODALITIES
@@ -245,14 +245,19 @@ def build_data(
     Args:
         recipe: The validated recipe.
         base: Folder that a relative ``data.table`` is relative to.
-        transform_states: Fitted transform states of a finished run (skip fitting, reuse them).
+        transform_states: Fitted transform states (a finished run's, or a pretrained encoder's) for the inputs
+            they name; those inputs skip fitting, the others are fitted on the training rows.
         target_info: A finished run's target info, checked against the data's.
     """
     table = load_table(recipe, base)
     frame = table.frame
-    split = assign_splits(table, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed)
+    split_seed = recipe.seed if recipe.data.split_seed is None else recipe.data.split_seed
+    split = assign_splits(table, recipe.data.val_fraction, recipe.data.test_fraction, split_seed)
     transforms = build_transforms(recipe.inputs)
     rows = {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
+    if recipe.data.label_fraction < 1.0:
+        train_labels = frame[table.label].to_numpy()[rows["train"]]
+        rows["train"] = rows["train"][label_subset(train_labels, recipe.data.label_fraction, recipe.seed)]
     for name, r in rows.items():
         if len(r) == 0:
             raise DataError(f"the {name} split is empty; add rows or change data.{name}_fraction")
@@ -272,8 +277,8 @@ def build_data(
         name: {s.name: input_cells(frame, s, r, table.base_dir) for s in recipe.inputs} for name, r in rows.items()
     }
     for s in recipe.inputs:
-        if transform_states is not None:
-            transforms[s.name].load_state_dict(transform_states.get(s.name, {}))
+        if transform_states is not None and s.name in transform_states:
+            transforms[s.name].load_state_dict(transform_states[s.name])
         else:
             transforms[s.name].fit([c for c in columns["train"][s.name] if not is_missing(c)])
     disk_cache = FeatureCache(recipe.data.disk_cache_dir or default_cache_dir()) if recipe.data.disk_cache else None

@@ -88,6 +88,18 @@ def stratified_split(
     return out
 
 
+def label_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified ``fraction`` of ``labels``: per class round(n·fraction) rows, at least
+    one, drawn with a seeded generator (classes visited in sorted order, so the subset is reproducible)."""
+    labels = np.asarray(labels).astype(str)
+    rng = np.random.default_rng([seed, 10_007])
+    keep = []
+    for cls in sorted(set(labels.tolist())):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        keep.append(idx[: max(1, int(round(len(idx) * fraction)))])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+
+
 def assign_splits(table: Table, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
     """Use the table's split column when it has one (carving val out of train if absent), else stratify."""
     labels = table.frame[table.label].astype(str).to_numpy()

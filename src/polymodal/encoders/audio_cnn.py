@@ -66,6 +66,12 @@ class AudioCNN(nn.Module):
         width_in = channels * bands if tokens else 2 * channels * bands
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(width_in, out_dim), nn.ReLU())
         self.out_dim, self.tokens = out_dim, tokens
+        # One token per downsampled frame, holding every remaining band: a (1, T') grid over (F, T).
+        self.hidden_dim, self.grid = channels * bands, (1, in_shape[2] // 2**depth)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame conv features before the projection: (B, T', C'·F')."""
+        return self.features(x).flatten(1, 2).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x).flatten(1, 2)  # (B, C'·F', T')

@@ -46,8 +46,12 @@ class AudioTransformer(nn.Module):
         self.encoder = transformer("audio_transformer", width, heads, layers, dropout)
         self.proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_dim))
         self.out_dim = out_dim
+        self.hidden_dim, self.grid = width, (1, t)  # one token per frame: a (1, T) grid over (F, T)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """One token per frame: (B, T, W)."""
+        frames = x[:, 0].transpose(1, 2)  # (B, T, F)
+        return self.encoder(self.inp(frames) + self.pos[:, : frames.shape[1]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frames = x[:, 0].transpose(1, 2)  # (B, T, F)
-        h = self.encoder(self.inp(frames) + self.pos[:, : frames.shape[1]])  # (B, T, W)
-        return self.proj(h.mean(dim=1))  # (B, D)
+        return self.proj(self.hidden(x).mean(dim=1))  # (B, D)

@@ -58,6 +58,12 @@ class ImageCNN(nn.Module):
         # Identity keeps the parameter names of runs saved when this slot held a Flatten.
         self.proj = nn.Sequential(nn.Identity(), nn.Dropout(dropout), nn.Linear(channels, out_dim), nn.ReLU())
         self.out_dim, self.tokens = out_dim, tokens
+        # Each conv stage halves H and W (max-pool floors), so grid cell (i, j) sees pixels of block (i, j).
+        self.hidden_dim, self.grid = channels, (in_shape[1] // 2**depth, in_shape[2] // 2**depth)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv feature map as grid tokens before the projection: (B, H'·W', C'), row-major."""
+        return self.features(x).flatten(2).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x)  # (B, C', H', W')

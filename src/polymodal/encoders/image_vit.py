@@ -51,8 +51,15 @@ class ImageViT(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, out_dim)
         self.out_dim = out_dim
+        # Token layout for objectives that read every token (masked patch modelling): CLS first, then the
+        # (H/p)×(W/p) patch grid in row-major order.
+        self.hidden_dim, self.hidden_prefix, self.grid = width, 1, (h // patch, w // patch)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Every output token, normalised: (B, 1 + N, W), CLS first."""
         tokens = self.patchify(x).flatten(2).transpose(1, 2)  # (B, N, W)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos  # (B, 1 + N, W)
-        return self.proj(self.norm(self.encoder(tokens)[:, 0]))  # (B, D)
+        return self.norm(self.encoder(tokens))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.hidden(x)[:, 0])  # (B, D)

@@ -53,17 +53,21 @@ class TextBiLSTM(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * hidden, out_dim), nn.ReLU())
-        self.out_dim = out_dim
+        self.out_dim, self.hidden_dim = out_dim, 2 * hidden
 
     @staticmethod
     def example_input(batch: int) -> torch.Tensor:
         return example_tokens(batch, TextBiLSTM.EXAMPLE_IN_SHAPE[0], TextBiLSTM.EXAMPLE_CONTEXT["vocab_size"])
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Both directions' states per token position: (B, T, 2H) (zeros past each text's end)."""
+        lengths = (x != self.pad_id).sum(1).clamp_min(1).cpu()  # an empty text still runs one (padding) step
+        packed = pack_padded_sequence(self.embed(x), lengths, batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mask = x != self.pad_id  # (B, T)
-        lengths = mask.sum(1).clamp_min(1).cpu()  # an empty text still runs one (padding) step
-        packed = pack_padded_sequence(self.embed(x), lengths, batch_first=True, enforce_sorted=False)
-        h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])  # (B, T, 2H)
+        h = self.hidden(x)  # (B, T, 2H)
         mask = mask.clone()
         mask[:, 0] |= ~mask.any(1)  # pool the padding step of empty texts rather than nothing
         return self.proj(masked_mean_max(h, mask))  # (B, D)

@@ -55,17 +55,24 @@ class TextTransformer(nn.Module):
         self.pos = learned_positions(in_shape[0], width)
         self.encoder = transformer("text_transformer", width, heads, layers, dropout)
         self.proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_dim))
-        self.out_dim = out_dim
+        self.out_dim, self.hidden_dim = out_dim, width
 
     @staticmethod
     def example_input(batch: int) -> torch.Tensor:
         return example_tokens(batch, TextTransformer.EXAMPLE_IN_SHAPE[0], TextTransformer.EXAMPLE_CONTEXT["vocab_size"])
 
+    def attended(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool: the tokens attention and pooling read (an all-padding row keeps its first slot, which
+        would otherwise give attention nothing to attend to: NaN)."""
+        attend = x != self.pad_id
+        attend[:, 0] |= ~attend.any(1)
+        return attend
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """One contextual state per token position: (B, T, W)."""
+        return self.encoder(self.embed(x) + self.pos[:, : x.shape[1]], src_key_padding_mask=~self.attended(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = x != self.pad_id  # (B, T)
-        # An all-padding row would give attention nothing to attend to (NaN): let it see its first slot.
-        attend = mask.clone()
-        attend[:, 0] |= ~mask.any(1)
-        h = self.encoder(self.embed(x) + self.pos[:, : x.shape[1]], src_key_padding_mask=~attend)  # (B, T, W)
-        m = attend.unsqueeze(-1).float()
+        h = self.hidden(x)  # (B, T, W)
+        m = self.attended(x).unsqueeze(-1).float()
         return self.proj((h * m).sum(1) / m.sum(1))  # (B, D)

@@ -148,6 +148,12 @@ class TextTransform(Transform):
         size = len(self._chars) if self._chars is not None else self._tok.get_vocab_size() if self._tok else None
         return {"vocab_size": size, "pad_id": PAD}
 
+    def token_id(self, token: str) -> int | None:
+        """The id of a vocabulary entry such as ``[MASK]`` or ``[UNK]``, or None when the vocabulary lacks it."""
+        if self._chars is not None:
+            return self._chars.get(token)
+        return self._tok.token_to_id(token) if self._tok is not None else None
+
     def ids(self, text: str) -> list[int]:
         if self._chars is not None:
             text = text.lower() if self.lowercase else text

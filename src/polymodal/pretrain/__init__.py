@@ -1,0 +1,7 @@
+"""Self-supervised pretraining: ``kind: pretrain`` recipes with one registered objective per file.
+
+``mlm`` (masked language modelling), ``mae`` (masked patch / spectrogram modelling) and ``clip`` (contrastive
+alignment of two inputs). Each objective is an ``nn.Module`` with the Trainer's four calls, holding the
+encoders under ``encoders.<input>`` exactly as :class:`polymodal.model.MultimodalModel` does, so a downstream
+recipe's ``init_from`` copies them by name (:mod:`polymodal.pretrain.init`).
+"""
