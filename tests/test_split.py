@@ -50,3 +50,15 @@ def test_grouped_split_keeps_every_group_in_one_split():
     ungrouped = stratified_split(labels, 0.2, 0.2, seed=1)
     assert any(len(set(ungrouped[groups == g])) > 1 for g in np.unique(groups))  # without groups they straddle
     assert set(split) == {"train", "val", "test"}
+
+
+def test_unstratified_split_reaches_labels_seen_once():
+    # Caption-like targets: 300 distinct texts and one frequent one. Stratifying per value would leave every
+    # distinct text in training and test only on the frequent one.
+    frame = pd.DataFrame({"label": [f"title {i}" for i in range(300)] + ["common"] * 100})
+    table = Table(frame, "label")
+    stratified = assign_splits(table, 0.1, 0.2, seed=0)
+    assert set(frame["label"][stratified == "test"]) == {"common"}
+    plain = assign_splits(table, 0.1, 0.2, seed=0, stratify=False)
+    test = frame["label"][plain == "test"]
+    assert len(test) == 80 and (test != "common").sum() > 40

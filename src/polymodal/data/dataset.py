@@ -252,7 +252,10 @@ def build_data(
     table = load_table(recipe, base)
     frame = table.frame
     split_seed = recipe.seed if recipe.data.split_seed is None else recipe.data.split_seed
-    split = assign_splits(table, recipe.data.val_fraction, recipe.data.test_fraction, split_seed)
+    kind = HEADS.get(recipe.head.name).factory.TARGET
+    split = assign_splits(
+        table, recipe.data.val_fraction, recipe.data.test_fraction, split_seed, stratify=kind == "class"
+    )
     transforms = build_transforms(recipe.inputs)
     rows = {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
     if recipe.data.label_fraction < 1.0:
@@ -261,7 +264,6 @@ def build_data(
     for name, r in rows.items():
         if len(r) == 0:
             raise DataError(f"the {name} split is empty; add rows or change data.{name}_fraction")
-    kind = HEADS.get(recipe.head.name).factory.TARGET
     targets, target = encode_targets(
         frame,
         table.label,

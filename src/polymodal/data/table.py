@@ -100,9 +100,17 @@ def label_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
-def assign_splits(table: Table, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
-    """Use the table's split column when it has one (carving val out of train if absent), else stratify."""
-    labels = table.frame[table.label].astype(str).to_numpy()
+def assign_splits(
+    table: Table, val_fraction: float, test_fraction: float, seed: int, stratify: bool = True
+) -> np.ndarray:
+    """Use the table's split column when it has one (carving val out of train if absent), else stratify.
+
+    ``stratify=False`` draws the split without looking at the label: for targets that are not a class
+    (caption text, label sets) nearly every value is unique, and per-value stratification would keep every
+    once-seen value in training and fill val/test with the few frequent ones.
+    """
+    frame = table.frame
+    labels = frame[table.label].astype(str).to_numpy() if stratify else np.zeros(len(frame), dtype=object)
     groups = None if table.group is None else table.frame[table.group].to_numpy()
     if table.split is None:
         return stratified_split(labels, val_fraction, test_fraction, seed, groups)
