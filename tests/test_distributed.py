@@ -134,12 +134,12 @@ def test_two_processes_train_one_model_on_disjoint_shards(tmp_path):
     assert r0["test"]["loss"] == pytest.approx(r0["alone"]["loss"], rel=1e-6)
 
 
-def torchrun(log: Path, *args: str) -> subprocess.Popen:
-    """``torchrun --standalone --nproc_per_node=2 -m polymodal ARGS`` in its own session (so a kill can take the
-    launcher and both workers at once, as a crashed machine would)."""
+def torchrun(log: Path, *args: str, restarts: int = 0) -> subprocess.Popen:
+    """``torchrun --standalone --nproc_per_node=2 [--max-restarts=N] -m polymodal ARGS`` in its own session (so a
+    kill can take the launcher and both workers at once, as a crashed machine would)."""
     return subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}"]
-        + ["-m", "polymodal", *args],
+        + [f"--max-restarts={restarts}", "-m", "polymodal", *args],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=open(log, "w"),  # noqa: SIM115 - the child owns it
@@ -151,31 +151,62 @@ def epochs_of(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
-def test_a_killed_torchrun_job_resumes_to_the_uninterrupted_result(manifest, tmp_path):
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(tiny_recipe(manifest, epochs=12, checkpoint_every=4)))
-    killed, straight = tmp_path / "killed", tmp_path / "straight"
-    job = torchrun(tmp_path / "killed.log", "train", str(recipe), "--run-dir", str(killed))
+def wait_for_checkpoint(job: subprocess.Popen, run: Path, log: Path) -> None:
     deadline = time.monotonic() + 120
-    while not (killed / "checkpoints" / "latest").exists():
-        assert job.poll() is None, (tmp_path / "killed.log").read_text()
+    while not (run / "checkpoints" / "latest").exists():
+        assert job.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "no checkpoint within 120 s"
         time.sleep(0.01)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
-    assert not (killed / "metrics.json").exists(), "the job finished before it could be killed"
 
-    resumed = torchrun(tmp_path / "resumed.log", "train", "--resume", "--run-dir", str(killed))
-    assert resumed.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()
-    full = torchrun(tmp_path / "straight.log", "train", str(recipe), "--run-dir", str(straight))
-    assert full.wait(timeout=300) == 0, (tmp_path / "straight.log").read_text()
 
-    a, b = epochs_of(killed), epochs_of(straight)
-    assert [r["epoch"] for r in a] == [r["epoch"] for r in b]
-    for ra, rb in zip(a, b, strict=True):
+def assert_same_run(a: Path, b: Path) -> None:
+    """Every epoch's losses and the final test metrics agree (to float noise of a different summation order)."""
+    ea, eb = epochs_of(a), epochs_of(b)
+    assert [r["epoch"] for r in ea] == [r["epoch"] for r in eb]
+    for ra, rb in zip(ea, eb, strict=True):
         assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-4)
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-4)
-    ta = json.loads((killed / "metrics.json").read_text())["test"]
-    tb = json.loads((straight / "metrics.json").read_text())["test"]
+    ta = json.loads((a / "metrics.json").read_text())["test"]
+    tb = json.loads((b / "metrics.json").read_text())["test"]
     assert ta["accuracy"] == tb["accuracy"] and ta["loss"] == pytest.approx(tb["loss"], abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def ddp_recipe(manifest, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ddp") / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(manifest, epochs=12, checkpoint_every=4)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_ddp_run(ddp_recipe) -> Path:
+    run = ddp_recipe.parent / "straight"
+    job = torchrun(ddp_recipe.parent / "straight.log", "train", str(ddp_recipe), "--run-dir", str(run))
+    assert job.wait(timeout=300) == 0, (ddp_recipe.parent / "straight.log").read_text()
+    return run
+
+
+@pytest.mark.slow
+def test_a_killed_torchrun_job_resumes_to_the_uninterrupted_result(ddp_recipe, uninterrupted_ddp_run, tmp_path):
+    killed, log = tmp_path / "killed", tmp_path / "killed.log"
+    job = torchrun(log, "train", str(ddp_recipe), "--run-dir", str(killed))
+    wait_for_checkpoint(job, killed, log)
+    os.killpg(job.pid, signal.SIGKILL)  # the launcher and both workers at once
+    job.wait()
+    assert not (killed / "metrics.json").exists(), "the job finished before it could be killed"
+    resumed = torchrun(tmp_path / "resumed.log", "train", "--resume", "--run-dir", str(killed))
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()
+    assert_same_run(killed, uninterrupted_ddp_run)
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_failed_worker_and_the_run_continues(ddp_recipe, uninterrupted_ddp_run, tmp_path):
+    run, log = tmp_path / "run", tmp_path / "job.log"
+    job = torchrun(log, "train", str(ddp_recipe), "--run-dir", str(run), restarts=1)
+    wait_for_checkpoint(job, run, log)
+    workers = Path(f"/proc/{job.pid}/task/{job.pid}/children").read_text().split()
+    assert len(workers) == WORLD
+    os.kill(int(workers[-1]), signal.SIGKILL)  # one worker dies; torchrun stops the other and starts both again
+    assert job.wait(timeout=300) == 0, log.read_text()
+    assert "restart" in log.read_text().lower()
+    assert_same_run(run, uninterrupted_ddp_run)

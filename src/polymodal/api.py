@@ -116,7 +116,10 @@ def train(
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every process calls this; they train one model
     with DistributedDataParallel and only rank 0 writes the run folder (see :mod:`polymodal.train.distributed`).
+    When torchrun restarts the workers after a failure (``--max-restarts``), a run with a checkpoint resumes.
     """
+    if not resume and run_dir is not None and distributed.restarted(Path(run_dir)):
+        resume = True  # torchrun --max-restarts started this worker again after a failure: continue the run
     if resume:
         if run_dir is None:
             raise CheckpointError("--resume needs the run directory to continue (--run-dir runs/NAME)")

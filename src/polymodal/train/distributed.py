@@ -24,6 +24,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,13 @@ def from_env() -> Dist:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(name)
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
+
+
+def restarted(run_dir: Path) -> bool:
+    """True when torchrun has started this worker again after a failure (``torchrun --max-restarts=N`` sets
+    ``TORCHELASTIC_RESTART_COUNT``) and ``run_dir`` holds a checkpoint to continue from."""
+    again = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    return again and (run_dir / "checkpoints" / "latest").is_file()
 
 
 def is_main_process() -> bool:

@@ -87,7 +87,7 @@ class Trainer:
         self.weights_path = self.run_dir / "weights.safetensors"
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
     def _loader(self, ds: Dataset, batches: list[list[int]]) -> DataLoader:
         # A private generator: each DataLoader iterator draws a base seed, and drawing it from the global RNG
