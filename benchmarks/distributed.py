@@ -1,6 +1,7 @@
 """Training throughput and accuracy: one process vs ``torchrun`` data parallel, same recipe and seed.
 
     python benchmarks/distributed.py [--recipe recipes/avdigits.yaml] [--out runs/bench-ddp] [--set key=value ...]
+                                     [--only 0 --only 2]
 
 Trains the recipe three times from the command line, each in a fresh run folder with the on-disk feature
 cache off (so no run reads features another decoded): one process with 1 thread, one process with 2 threads,
@@ -54,9 +55,12 @@ def main() -> None:
     ap.add_argument("--recipe", default="recipes/avdigits.yaml")
     ap.add_argument("--out", default="runs/bench-ddp")
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--only", type=int, action="append", help="run only these setups (0, 1, 2; repeatable)")
     args = ap.parse_args()
     rows = []
     for i, (label, procs, threads) in enumerate(SETUPS):
+        if args.only and i not in args.only:
+            continue
         rows.append((label, run(args.recipe, Path(args.out) / f"setup-{i}", procs, threads, args.sets)))
         print(f"done: {label}", file=sys.stderr, flush=True)
     print(f"\n{args.recipe} {' '.join(args.sets)}\n")

@@ -152,10 +152,10 @@ def epochs_of(run: Path) -> list[dict]:
 
 
 def wait_for_checkpoint(job: subprocess.Popen, run: Path, log: Path) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240  # generous: a busy shared machine can take a minute just to start Python
     while not (run / "checkpoints" / "latest").exists():
         assert job.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
         time.sleep(0.01)
 
 
@@ -182,7 +182,7 @@ def ddp_recipe(manifest, tmp_path_factory) -> Path:
 def uninterrupted_ddp_run(ddp_recipe) -> Path:
     run = ddp_recipe.parent / "straight"
     job = torchrun(ddp_recipe.parent / "straight.log", "train", str(ddp_recipe), "--run-dir", str(run))
-    assert job.wait(timeout=300) == 0, (ddp_recipe.parent / "straight.log").read_text()
+    assert job.wait(timeout=900) == 0, (ddp_recipe.parent / "straight.log").read_text()
     return run
 
 
@@ -195,7 +195,7 @@ def test_a_killed_torchrun_job_resumes_to_the_uninterrupted_result(ddp_recipe, u
     job.wait()
     assert not (killed / "metrics.json").exists(), "the job finished before it could be killed"
     resumed = torchrun(tmp_path / "resumed.log", "train", "--resume", "--run-dir", str(killed))
-    assert resumed.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()
+    assert resumed.wait(timeout=900) == 0, (tmp_path / "resumed.log").read_text()
     assert_same_run(killed, uninterrupted_ddp_run)
 
 
@@ -207,6 +207,6 @@ def test_torchrun_restarts_a_failed_worker_and_the_run_continues(ddp_recipe, uni
     workers = Path(f"/proc/{job.pid}/task/{job.pid}/children").read_text().split()
     assert len(workers) == WORLD
     os.kill(int(workers[-1]), signal.SIGKILL)  # one worker dies; torchrun stops the other and starts both again
-    assert job.wait(timeout=300) == 0, log.read_text()
+    assert job.wait(timeout=900) == 0, log.read_text()
     assert "restart" in log.read_text().lower()
     assert_same_run(run, uninterrupted_ddp_run)

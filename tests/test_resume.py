@@ -52,10 +52,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(manifest, tmp_path):
 
     killed = tmp_path / "killed"
     proc = cli("train", str(path), "--run-dir", str(killed))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # generous: a busy shared machine can take a minute just to start Python
     while not (killed / "checkpoints" / "latest").exists():
         assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "no checkpoint within 60 s"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -70,10 +70,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(manifest, tmp_path):
         f.write('{"epoch": 31, "step": 9')
 
     resumed = cli("train", "--resume", "--run-dir", str(killed))
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert resumed.wait(timeout=900) == 0, resumed.stderr.read()
     straight = tmp_path / "straight"
     full = cli("train", str(path), "--run-dir", str(straight))
-    assert full.wait(timeout=300) == 0, full.stderr.read()
+    assert full.wait(timeout=900) == 0, full.stderr.read()
 
     a, b = epochs_of(killed), epochs_of(straight)
     assert [r["epoch"] for r in a] == list(range(1, 31))
