@@ -33,6 +33,7 @@ from polymodal.gpt.tokenizer import load_tokenizer
 from polymodal.model import MultimodalModel, build_model
 from polymodal.pretrain.init import init_encoders, pretrained_transforms
 from polymodal.pretrain.recipe import PretrainRecipe, parse_pretrain_recipe
+from polymodal.train import distributed
 from polymodal.train.checkpoint import atomic_write_text, load_weights
 from polymodal.train.trainer import Callback, FitResult, Trainer
 
@@ -56,7 +57,9 @@ class RunResult:
 
 
 def default_run_dir(recipe: Recipe, root: str | Path = "runs") -> Path:
-    return Path(root) / f"{recipe.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    # Under torchrun every process must name the same folder: rank 0's clock decides.
+    stamp = distributed.from_env().agree(dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return Path(root) / f"{recipe.name}-{stamp}"
 
 
 def environment() -> dict[str, Any]:
@@ -125,7 +128,13 @@ def train(
 
     Returns:
         A :class:`RunResult`; the run folder holds recipe.yaml, meta.json, weights, metrics.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every process calls this; they train one model
+    with DistributedDataParallel and only rank 0 writes the run folder (see :mod:`polymodal.train.distributed`).
+    When torchrun restarts the workers after a failure (``--max-restarts``), a run with a checkpoint resumes.
     """
+    if not resume and run_dir is not None and distributed.restarted(Path(run_dir)):
+        resume = True  # torchrun --max-restarts started this worker again after a failure: continue the run
     if resume:
         if run_dir is None:
             raise CheckpointError("--resume needs the run directory to continue (--run-dir runs/NAME)")
@@ -137,8 +146,9 @@ def train(
     run = Path(run_dir) if run_dir is not None else default_run_dir(recipe)
     if not resume and (run / "weights.safetensors").exists():
         raise CheckpointError(f"{run} already holds a trained run; choose another --run-dir or pass --resume")
+    dist = distributed.from_env()
     if isinstance(recipe, LMRecipe):
-        return train_lm(recipe, run, resume, callback)
+        return train_lm(recipe, run, resume, callback, dist)
     if isinstance(recipe, GANRecipe):
         record = train_gan(recipe, run, resume, callback)
         meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
@@ -147,7 +157,8 @@ def train(
         from polymodal.pretrain.run import train_pretrain
 
         return train_pretrain(recipe, run, resume, callback)
-    run.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     states_file = run / "transforms.json"
     states = json.loads(states_file.read_text(encoding="utf-8")) if resume and states_file.is_file() else None
@@ -159,6 +170,56 @@ def train(
     contexts = {name: t.context() for name, t in data.transforms.items()}
     model = build_model(recipe, in_shapes, data.target, contexts)
     initialised = init_encoders(model.encoders, recipe.init_from, recipe) if recipe.init_from and not resume else {}
+    states = {name: t.state_dict() for name, t in data.transforms.items()}
+    check_same_everywhere(dist, states)
+    if dist.is_main:
+        write_run_files(run, recipe, data, model, states, resume, initialised)
+    trainer = Trainer(model, recipe.trainer, run, recipe.seed, callback, dist)
+    fit = trainer.fit(data.splits["train"], data.splits["val"], resume=resume)
+    test = trainer.evaluate(data.splits["test"])
+    record = {
+        "test": test,
+        "test_without": modality_ablation(trainer, data.splits["test"]),
+        "skipped_rows": len(data.skipped),
+        "best_val": fit.best_val,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "stopped_early": fit.stopped_early,
+        "train_seconds": round(fit.seconds, 3),
+        "step_seconds": round(fit.step_seconds, 3),  # inside training steps only (rank 0's clock)
+        "train_samples": fit.samples,  # examples that went through a training step, over all processes
+        "processes": dist.world_size,
+    }
+    if fit.privacy is not None:
+        record["privacy"] = fit.privacy
+    if dist.is_main:
+        atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
+    dist.barrier()  # the run folder is complete before any process returns it
+    return RunResult(
+        run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped), fit, trainer, data
+    )
+
+
+def check_same_everywhere(dist: distributed.Dist, states: dict[str, Any]) -> None:
+    """Every process fits the transforms on the same training split; stop if one learnt something else
+    (e.g. files that changed between reads), since rank 0's transforms.json would not describe the others."""
+    mine = json.dumps(states, sort_keys=True)
+    if dist.agree(mine) != mine:
+        raise DataError(f"process {dist.rank} fitted different input transforms than rank 0; is the data changing?")
+
+
+def write_run_files(
+    run: Path,
+    recipe: Recipe,
+    data: DataBundle,
+    model: MultimodalModel,
+    states: dict,
+    resume: bool,
+    initialised: dict[str, Any],
+) -> None:
+    """recipe.yaml (new runs), meta.json, transforms.json and skipped.json (when rows were skipped)."""
+    in_shapes = data.splits["train"].shapes
+    contexts = {name: t.context() for name, t in data.transforms.items()}
     if not resume:
         atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     meta = {
@@ -179,34 +240,18 @@ def train(
     if resume and (run / "meta.json").is_file():
         meta["init_from"] = json.loads((run / "meta.json").read_text(encoding="utf-8")).get("init_from")
     atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
-    states = {name: t.state_dict() for name, t in data.transforms.items()}
     atomic_write_text(run / "transforms.json", json.dumps(states))
     if data.skipped:
         atomic_write_text(run / "skipped.json", json.dumps(data.skipped, indent=2))
-    trainer = Trainer(model, recipe.trainer, run, recipe.seed, callback)
-    fit = trainer.fit(data.splits["train"], data.splits["val"], resume=resume)
-    test = trainer.evaluate(data.splits["test"])
-    record = {
-        "test": test,
-        "test_without": modality_ablation(trainer, data.splits["test"]),
-        "skipped_rows": len(data.skipped),
-        "best_val": fit.best_val,
-        "best_epoch": fit.best_epoch,
-        "epochs_run": fit.epochs_run,
-        "stopped_early": fit.stopped_early,
-        "train_seconds": round(fit.seconds, 3),
-    }
-    if fit.privacy is not None:
-        record["privacy"] = fit.privacy
-    atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
-    return RunResult(
-        run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped), fit, trainer, data
-    )
 
 
-def train_lm(recipe: LMRecipe, run: Path, resume: bool, callback: Callback | None) -> RunResult:
+def train_lm(
+    recipe: LMRecipe, run: Path, resume: bool, callback: Callback | None, dist: distributed.Dist | None = None
+) -> RunResult:
     """Pretrain (or, with ``init_from``, fine-tune) a GPT on a corpus; same run directory layout."""
-    run.mkdir(parents=True, exist_ok=True)
+    dist = dist or distributed.Dist()
+    if dist.is_main:
+        run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     base = None
     tokenizer = None
@@ -222,9 +267,10 @@ def train_lm(recipe: LMRecipe, run: Path, resume: bool, callback: Callback | Non
     model = LanguageModel(GPT(cfg))
     if base is not None and not resume:
         model.gpt.load_state_dict(base.state_dict())
-    if not resume:
+    if dist.is_main and not resume:
         atomic_write_text(run / "recipe.yaml", yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
-    atomic_write_text(run / "tokenizer.json", json.dumps(data.tokenizer.state_dict()))
+    if dist.is_main:
+        atomic_write_text(run / "tokenizer.json", json.dumps(data.tokenizer.state_dict()))
     meta = {
         "kind": "lm",
         "model": dataclasses.asdict(cfg),
@@ -235,12 +281,15 @@ def train_lm(recipe: LMRecipe, run: Path, resume: bool, callback: Callback | Non
         "init_from": recipe.init_from,
         **environment(),
     }
-    atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
-    trainer = Trainer(model, recipe.trainer, run, recipe.seed, callback)
+    if dist.is_main:
+        atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
+    trainer = Trainer(model, recipe.trainer, run, recipe.seed, callback, dist)
     fit = trainer.fit(data.train, data.val, resume=resume)
     val = trainer.evaluate(data.val)
     record = {"val": val, "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "train_seconds": fit.seconds}
-    atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
+    if dist.is_main:
+        atomic_write_text(run / "metrics.json", json.dumps(record, indent=2))
+    dist.barrier()
     return RunResult(run, val, fit.best_val, fit.best_epoch, fit.seconds, data.source, 0, fit, trainer, None)
 
 
@@ -297,7 +346,8 @@ def compare_modalities(
                 "skipped_rows": res.skipped,
             }
         )
-    atomic_write_text(run / "comparison.json", json.dumps(rows, indent=2))
+    if distributed.is_main_process():
+        atomic_write_text(run / "comparison.json", json.dumps(rows, indent=2))
     return rows
 
 

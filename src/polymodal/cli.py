@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from polymodal import api
 from polymodal.errors import PolymodalError
+from polymodal.train import distributed
 
 app = typer.Typer(
     add_completion=False,
@@ -83,6 +85,7 @@ TRAIN_HELP = """Train a recipe (YAML path or built-in name). With no recipe: the
   polymodal train recipes/avdigits.yaml --run-dir runs/av
   polymodal train recipes/avdigits.yaml --set trainer.epochs=3 --set fusion.name=late
   polymodal train --resume --run-dir runs/av       [dim]# continue a killed run[/]
+  torchrun --nproc_per_node=2 -m polymodal train recipes/avdigits.yaml --run-dir runs/av2   [dim]# 2 processes (DDP)[/]
 """
 
 
@@ -104,11 +107,14 @@ def train(
     setup_logging(verbose)
     if tensorboard:
         set_ = [*(set_ or []), "trainer.tensorboard=true"]
+    main_rank = distributed.is_main_process()  # under torchrun only rank 0 logs, draws progress and prints
+    if not main_rank:
+        logging.getLogger().setLevel(logging.ERROR)
     demo = recipe is None and not resume
     if compare is None:
         compare = demo
     name = "avdigits" if recipe is None else recipe
-    with ProgressView() as view:
+    with ProgressView() if main_rank else contextlib.nullcontext() as view:
         if resume:
             res = api.train(None, run_dir, resume=True, callback=view)  # type: ignore[arg-type]
             rows = None
@@ -117,6 +123,8 @@ def train(
         else:
             res = api.train(api.as_recipe(name, tuple(set_ or ())), run_dir, callback=view)
             rows = None
+    if not main_rank:
+        distributed.finish()
     if rows is not None:
         table = Table(title=f"Test accuracy — {rows[-1]['data']}")
         for col in ("model", "test accuracy", "macro F1", "best epoch", "train s"):
@@ -190,6 +198,7 @@ def train(
         skipped = res.skipped
     if skipped:
         out.print(f"[yellow]skipped {skipped} unreadable rows[/] (data.on_error: skip); list in skipped.json")
+    distributed.finish()
 
 
 EVALUATE_HELP = """Evaluate a finished run on a split of its data and write its HTML report (RUN/report.html).

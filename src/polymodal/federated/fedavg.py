@@ -31,8 +31,9 @@ from polymodal.federated.config import FederatedConfig
 from polymodal.federated.partition import dirichlet_split, label_histogram
 from polymodal.model import build_model
 from polymodal.train.checkpoint import atomic_write_text, load_weights, save_weights
+from polymodal.train.distributed import epoch_order
 from polymodal.train.optim import build_optimizer, lr_at
-from polymodal.train.trainer import Callback, Trainer, epoch_order
+from polymodal.train.trainer import Callback, Trainer
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from polymodal.gan.recipe import GANRecipe, gan_recipe_to_dict
 from polymodal.gan.sample import GAN, build_gan, generate, save_grid, write_json
 from polymodal.gan.score import Scorer, conditional_accuracy, train_classifier
 from polymodal.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, save_weights
-from polymodal.train.trainer import Callback, epoch_order
+from polymodal.train.distributed import epoch_order
+from polymodal.train.trainer import Callback
 
 SUMS = ("critic_loss", "wasserstein", "gp", "generator_loss")
 

@@ -3,12 +3,14 @@
 Layout under ``<run>/checkpoints/``: ``step-000123/`` folders (``model.safetensors``, ``optim.safetensors``,
 ``state.json``) and a ``latest`` file naming the newest complete one. A folder is written under a temporary
 name and renamed when complete; ``latest`` is replaced atomically after that, so a kill at any moment leaves
-the previous checkpoint intact and pointed to.
+the previous checkpoint intact and pointed to. Should ``latest`` still name a folder that is gone or unreadable,
+loading falls back to the newest complete one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +23,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from polymodal.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -54,11 +58,19 @@ def weight_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
 def save_weights(model: nn.Module, path: Path) -> None:
-    """Model weights to ``path`` (safetensors) atomically."""
+    """Model weights to ``path`` (safetensors) atomically: a temporary file in the same folder, flushed to
+    disk, then renamed over the old one, so ``path`` is always the old or the new weights, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(weight_tensors(model), str(tmp))
+    _fsync_file(tmp)
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -101,22 +113,31 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
 
 
 def save_checkpoint(
-    ckpt_root: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2
+    ckpt_root: Path,
+    step: int,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    state: dict[str, Any],
+    keep: int = 2,
+    rng: list[torch.Tensor] | None = None,
 ) -> Path:
-    """Write a complete checkpoint for ``step`` and point ``latest`` at it; keep the newest ``keep``."""
+    """Write a complete checkpoint for ``step`` and point ``latest`` at it; keep the newest ``keep``.
+
+    ``rng``: the CPU RNG state of each process of a distributed run, rank order (default: this process's).
+    """
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp-"))
     save_file(weight_tensors(model), str(tmp / "model.safetensors"))
     tensors, meta = optimizer_to_flat(opt)
-    tensors["__rng__"] = torch.get_rng_state()
+    for rank, r in enumerate(rng or [torch.get_rng_state()]):
+        tensors["__rng__" if rank == 0 else f"__rng_{rank}__"] = r
     save_file(tensors, str(tmp / "optim.safetensors"))
     (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}), encoding="utf-8")
     for f in tmp.iterdir():
-        with open(f, "rb+") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
+        _fsync_file(f)
+    if final.exists():  # the same step written again (a rerun from an older checkpoint): keep it until replaced
+        os.replace(final, ckpt_root / f".tmp-old-{final.name}")
     os.replace(tmp, final)
     _fsync_dir(ckpt_root)
     atomic_write_text(ckpt_root / "latest", final.name + "\n")
@@ -128,18 +149,40 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(ckpt_root: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model, optimizer and RNG from ``latest``; returns the trainer state dict."""
-    pointer = ckpt_root / "latest"
-    if not pointer.is_file():
-        raise CheckpointError(f"no checkpoint in {ckpt_root}; start without --resume")
-    folder = ckpt_root / pointer.read_text(encoding="utf-8").strip()
+def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The state JSON, optimizer tensors and model tensors of one checkpoint folder; CheckpointError if any
+    part is missing or unreadable."""
     try:
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         tensors = load_file(str(folder / "optim.safetensors"))
+        weights = load_file(str(folder / "model.safetensors"))
     except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"checkpoint {folder} is unreadable ({exc}); delete it and resume again") from None
+    return state, tensors, weights
+
+
+def load_checkpoint(ckpt_root: Path, model: nn.Module, opt: torch.optim.Optimizer, rank: int = 0) -> dict[str, Any]:
+    """Restore model, optimizer and RNG (process ``rank``'s, if saved) from ``latest`` — or, if that folder is
+    gone or unreadable, from the newest complete one; returns the trainer state dict."""
+    pointer = ckpt_root / "latest"
+    if not pointer.is_file():
+        raise CheckpointError(f"no checkpoint in {ckpt_root}; start without --resume")
+    named = ckpt_root / pointer.read_text(encoding="utf-8").strip()
+    others = sorted((p for p in ckpt_root.glob("step-*") if p.is_dir() and p != named), reverse=True)
+    first_error: CheckpointError | None = None
+    for folder in [named, *others]:
+        try:
+            state, tensors, _ = read_checkpoint(folder)
+            break
+        except CheckpointError as exc:
+            first_error = first_error or exc
+            log.warning("%s; trying an older checkpoint", exc)
+    else:
+        raise first_error  # type: ignore[misc]
+    if folder != named:
+        log.warning("resuming from %s: the checkpoint 'latest' names is missing or incomplete", folder.name)
     load_weights(model, folder / "model.safetensors")
-    torch.set_rng_state(tensors.pop("__rng__"))
+    rngs = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith("__rng")]}
+    torch.set_rng_state(rngs.get(f"__rng_{rank}__", rngs["__rng__"]))
     optimizer_from_flat(opt, tensors, state.pop("optimizer"))
     return state
