@@ -361,22 +361,16 @@ def serve(
     max_batch: Annotated[int, typer.Option(min=1, help="Largest micro-batch and /predict/batch size.")] = 32,
     max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body in MB.")] = 10.0,
     max_image_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width × height).")] = 16_000_000,
-    threads: Annotated[int, typer.Option(min=1, help="torch threads (1 is fastest for small models).")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads per worker (1 is fastest for small models).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the model.")] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
 ) -> None:
-    import torch
-
-    from polymodal.serve import create_app
     from polymodal.serve.limits import Limits
-    from polymodal.serve.server import build_server
+    from polymodal.serve.server import serve as run_server
 
-    torch.set_num_threads(threads)
     limits = Limits(int(max_upload_mb * 2**20), max_image_pixels, max_batch)
-    server = build_server(
-        create_app(run_dir, limits, batch_ms, max_batch), host, port, "info" if verbose else "warning"
-    )
     out.print(f"serving {run_dir} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
-    server.run()
+    run_server(run_dir, host, port, workers, threads, limits, batch_ms, max_batch, "info" if verbose else "warning")
 
 
 @datasets_app.command(
