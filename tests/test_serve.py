@@ -330,6 +330,9 @@ def test_generate_whole_and_streamed(lm_run):
         with c.stream("POST", "/generate", json={**body, "stream": True}) as r:
             pieces = list(r.iter_text())
         assert "".join(pieces) == want
+        stop = want[3]  # a character tokenizer: any generated character is a stop sequence
+        out = c.post("/generate", json={**body, "stop": [stop]}).json()
+        assert out["text"] == want[: want.index(stop)] and out["stopped_at"] == stop
         r = c.post("/generate", json={**body, "max_tokens": 5000})
         assert r.status_code == 400 and "limit" in r.json()["error"]
         r = c.post("/generate", json={**body, "temperature": -1})

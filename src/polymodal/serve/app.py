@@ -95,16 +95,13 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     started = time.time()
+    # Each kind of run gets its routes; the other kind's routes answer with a 404 that says what to call.
     if meta.get("kind") == "lm":
-        add_lm_routes(app, run, limits)
-        kind, stats = "lm", dict
+        kind, stats = "lm", add_lm_routes(app, run, limits)
+        for path in ("/predict", "/predict/batch"):
+            add_refusal(app, path, 'this run is a language model; POST /generate {"prompt": ...} instead')
     else:
-        stats = add_predict_routes(app, run, limits, batch_ms, max_batch)
-        kind = "predict"
-    if kind == "lm":
-        add_refusal(app, "/predict", 'this run is a language model; POST /generate {"prompt": ...} instead')
-        add_refusal(app, "/predict/batch", 'this run is a language model; POST /generate {"prompt": ...} instead')
-    else:
+        kind, stats = "predict", add_predict_routes(app, run, limits, batch_ms, max_batch)
         add_refusal(app, "/generate", "this run is not a language model; POST /predict with its inputs instead")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -270,8 +267,9 @@ async def read_body(request: Request, modalities: dict[str, str], limits: Limits
     return raw
 
 
-def add_lm_routes(app: FastAPI, run: Path, limits: Limits) -> None:
-    """/metadata and /generate for a ``kind: lm`` run (see :mod:`polymodal.gpt.generate`)."""
+def add_lm_routes(app: FastAPI, run: Path, limits: Limits) -> Callable[[], dict[str, Any]]:
+    """/metadata and /generate for a ``kind: lm`` run (see :mod:`polymodal.gpt.generate`); returns what
+    /health shows."""
     from polymodal.gpt.generate import stream
     from polymodal.gpt.lm import load_lm
 
@@ -320,7 +318,10 @@ def add_lm_routes(app: FastAPI, run: Path, limits: Limits) -> None:
         if req.stream:
             return StreamingResponse(tokens(req), media_type="text/plain; charset=utf-8")
         text = await run_in_threadpool(lambda: "".join(tokens(req)))
-        return {"prompt": req.prompt, "text": text}
+        ended = next((s for s in req.stop if s and text.endswith(s)), "")
+        return {"prompt": req.prompt, "text": text.removesuffix(ended) if ended else text, "stopped_at": ended or None}
+
+    return lambda: {"block_size": metadata["block_size"]}
 
 
 def install_error_handlers(app: FastAPI) -> None:
