@@ -104,6 +104,16 @@ def rss_mb(pid: int) -> float:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far: the server's own cost per request,
+    which other jobs on the machine do not inflate the way they inflate latency."""
+    total = 0
+    for p in [pid, *children(pid)]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -249,9 +259,10 @@ def main() -> None:
     print(f"run {run}; client {client}; load average before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
     print(f"request bodies: json {len(payloads['json']):,} B, multipart {len(payloads['multipart'][0]):,} B")
     header = (
-        "| body | batch ms | concurrency | s | requests | req/s | p50 ms | p99 ms | errors | RSS MB before → after |"
+        "| body | workers | batch ms | concurrency | s | requests | req/s | p50 ms | p99 ms | errors "
+        "| server CPU ms/request | RSS MB before → after |"
     )
-    rows = [header, "|" + "---|" * 10]
+    rows = [header, "|" + "---|" * 12]
     for batch_ms in [float(b) for b in args.batch_ms.split(",")]:
         port = free_port()
         server = start_server(run, port, batch_ms, args.workers)
@@ -263,13 +274,13 @@ def main() -> None:
                     print(f"note: the served model says {answer['label']} for this {label}")
                 for conc in [int(c) for c in args.concurrency.split(",")]:
                     measure(port, body, ctype, conc, args.warmup, client)
-                    before = rss_mb(server.pid)
+                    before, cpu0 = rss_mb(server.pid), cpu_seconds(server.pid)
                     r = measure(port, body, ctype, conc, args.duration, client)
-                    after = rss_mb(server.pid)
+                    after, cpu = rss_mb(server.pid), cpu_seconds(server.pid) - cpu0
                     rows.append(
                         f"| {kind} | {args.workers} | {batch_ms:g} | {conc} | {args.duration:g} | {r['requests']:,} | "
                         f"{r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | "
-                        f"{before:.0f} → {after:.0f} |"
+                        f"{1e3 * cpu / max(r['requests'], 1):.2f} | {before:.0f} → {after:.0f} |"
                     )
                     print(rows[-1], flush=True)
         finally:
