@@ -203,6 +203,7 @@ BAD = [  # 30000² and 3000² are multiples of 100 (bomb_png writes rows in hund
     ("truncated WAV", lambda f: {"files": {"audio": ("cut.wav", truncated_wav(f))}}, 422, "cut.wav"),
     ("30000×30000 PNG", lambda f: {"files": {"image": ("big.png", bomb_png(30000, 30000))}}, 413, "downscale"),
     ("3000×3000 PNG", lambda f: {"files": {"image": ("big.png", bomb_png(3000, 3000))}}, 413, "3000×3000"),
+    ("truncated PNG", lambda f: {"files": {"image": ("t.png", f["image"].read_bytes()[:120])}}, 422, "cannot decode"),
     ("empty upload", lambda f: {"files": {"image": ("e.png", b"")}}, 400, "empty"),
     ("no input", lambda f: {"json": {}}, 422, "no input given"),
     ("unknown input", lambda f: {"json": {"text": "hi", "image": None}}, 422, "unknown input"),

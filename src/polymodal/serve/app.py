@@ -156,11 +156,14 @@ def add_predict_routes(
         "limits": vars(limits),
     }
 
+    # The stricter of the server's pixel limit and the recipe's own (preprocessing.max_pixels).
+    pixels = {
+        k: min(limits.max_image_pixels, getattr(t, "max_pixels", limits.max_image_pixels))
+        for k, t in predictor.transforms.items()
+    }
+
     def values_from(raw: dict[str, Any], uploads: Uploads) -> dict[str, Any]:
-        return {
-            k: to_value(k, modalities[k], v, uploads, limits.max_image_pixels) if k in modalities else v
-            for k, v in raw.items()
-        }
+        return {k: to_value(k, modalities[k], v, uploads, pixels[k]) if k in modalities else v for k, v in raw.items()}
 
     def prepare(raw: dict[str, Any], where: str = "") -> Any:
         uploads = Uploads()
