@@ -257,7 +257,7 @@ def main() -> None:
         run = train_quick(Path(tmp.name))
     payloads, label = bodies(run)
     print(f"run {run}; client {client}; load average before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
-    print(f"request bodies: json {len(payloads['json']):,} B, multipart {len(payloads['multipart'][0]):,} B")
+    print(f"request bodies: json {len(payloads['json'][0]):,} B, multipart {len(payloads['multipart'][0]):,} B")
     header = (
         "| body | workers | batch ms | concurrency | s | requests | req/s | p50 ms | p99 ms | errors "
         "| server CPU ms/request | RSS MB before → after |"

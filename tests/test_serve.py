@@ -356,3 +356,13 @@ def test_wav_bytes_roundtrip_is_not_needed_for_arrays(client, files):
     by_array = client.post("/predict", json={"audio": wave.tolist()}).json()
     by_file = client.post("/predict", files=multipart({"audio": files["audio"]})).json()
     assert by_array["probabilities"] == pytest.approx(by_file["probabilities"], abs=1e-5)
+
+
+def test_serve_command_refuses_a_folder_that_is_not_a_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+    from polymodal.errors import CheckpointError
+
+    result = CliRunner().invoke(app, ["serve", str(tmp_path), "--port", "1"])
+    assert isinstance(result.exception, CheckpointError) and "no meta.json" in str(result.exception)

@@ -365,9 +365,11 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the model.")] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
 ) -> None:
+    from polymodal.serve.app import read_meta
     from polymodal.serve.limits import Limits
     from polymodal.serve.server import serve as run_server
 
+    read_meta(run_dir)  # a bad run directory: one error line before anything is printed
     limits = Limits(int(max_upload_mb * 2**20), max_image_pixels, max_batch)
     out.print(f"serving {run_dir} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
     run_server(run_dir, host, port, workers, threads, limits, batch_ms, max_batch, "info" if verbose else "warning")

@@ -66,9 +66,15 @@ class GenerateRequest(BaseModel):
 
 
 def read_meta(run: Path) -> dict[str, Any]:
+    """The run's meta.json, after checking the files serving it needs are all there."""
     if not (run / "meta.json").is_file():
         raise CheckpointError(f"{run} has no meta.json; give a finished run directory (polymodal train ... --run-dir)")
-    return json.loads((run / "meta.json").read_text(encoding="utf-8"))
+    meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
+    needed = ("tokenizer.json",) if meta.get("kind") == "lm" else ("recipe.yaml", "transforms.json")
+    for name in (*needed, "weights.safetensors"):
+        if not (run / name).is_file():
+            raise CheckpointError(f"{run} has no {name}; give a finished run directory")
+    return meta
 
 
 def create_app(
