@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,pretrained,caption,export,hyperopt,tensorboard]"
+	$(BIN)/python -m pip install -q -e ".[dev,pretrained,caption,export,hyperopt,tensorboard,serve]"
 	touch $@
 
 clean:

@@ -601,6 +601,39 @@ def sample(
     out.print(f"wrote {n} images to {path}")
 
 
+SERVE_HELP = """Serve a finished run over HTTP: REST API, OpenAPI docs at /docs and a demo page at /.
+
+[b]Examples[/b]
+
+  polymodal serve runs/av --port 8000                  [dim]# then open http://127.0.0.1:8000/[/]
+  curl -F image=@digit.png -F audio=@seven.wav 'http://127.0.0.1:8000/predict?explain=1'
+  polymodal serve runs/av --batch-ms 2                 [dim]# micro-batch requests arriving within 2 ms[/]
+"""
+
+
+@app.command(help=SERVE_HELP)
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (classifier or language model).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    batch_ms: Annotated[float, typer.Option(min=0.0, help="Micro-batching window in ms (0 = off).")] = 0.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Largest micro-batch and /predict/batch size.")] = 32,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body in MB.")] = 10.0,
+    max_image_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width × height).")] = 16_000_000,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads per worker (1 is fastest for small models).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the model.")] = 1,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
+) -> None:
+    from polymodal.serve.app import read_meta
+    from polymodal.serve.limits import Limits
+    from polymodal.serve.server import serve as run_server
+
+    read_meta(run_dir)  # a bad run directory: one error line before anything is printed
+    limits = Limits(int(max_upload_mb * 2**20), max_image_pixels, max_batch)
+    out.print(f"serving {run_dir} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
+    run_server(run_dir, host, port, workers, threads, limits, batch_ms, max_batch, "info" if verbose else "warning")
+
+
 @datasets_app.command(
     "list", help="List built-in datasets and where each is found.\n\n[b]Example[/b]\n\n  polymodal datasets list"
 )
