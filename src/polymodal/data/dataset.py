@@ -254,7 +254,7 @@ def build_data(
     split_seed = recipe.seed if recipe.data.split_seed is None else recipe.data.split_seed
     kind = HEADS.get(recipe.head.name).factory.TARGET
     split = assign_splits(
-        table, recipe.data.val_fraction, recipe.data.test_fraction, split_seed, stratify=kind == "class"
+        table, recipe.data.val_fraction, recipe.data.test_fraction, split_seed, stratify=kind in ("class", "multitask")
     )
     transforms = build_transforms(recipe.inputs)
     rows = {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
