@@ -88,6 +88,24 @@ def environment() -> dict[str, Any]:
     }
 
 
+def run_meta(data: DataBundle, model: torch.nn.Module, seed: int) -> dict[str, Any]:
+    """What every run's meta.json records about its data, model and machine (callers add their own keys)."""
+    train = data.splits["train"]
+    return {
+        "classes": data.classes,
+        "target": data.target,
+        "in_shapes": train.shapes,
+        "in_dtypes": {k: str(d).removeprefix("torch.") for k, d in train.dtypes.items()},
+        "contexts": {name: t.context() for name, t in data.transforms.items()},
+        "data_source": data.source,
+        "sizes": {k: len(v) for k, v in data.splits.items()},
+        "skipped_rows": len(data.skipped),
+        "seed": seed,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **environment(),
+    }
+
+
 def as_recipe(
     recipe: Recipe | LMRecipe | GANRecipe | PretrainRecipe | str | Path | dict, overrides: tuple[str, ...] = ()
 ) -> Recipe | LMRecipe | GANRecipe | PretrainRecipe:
@@ -218,23 +236,9 @@ def write_run_files(
     initialised: dict[str, Any],
 ) -> None:
     """recipe.yaml (new runs), meta.json, transforms.json and skipped.json (when rows were skipped)."""
-    in_shapes = data.splits["train"].shapes
-    contexts = {name: t.context() for name, t in data.transforms.items()}
     if not resume:
         atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-    meta = {
-        "classes": data.classes,
-        "target": data.target,
-        "in_shapes": in_shapes,
-        "in_dtypes": {k: str(d).removeprefix("torch.") for k, d in data.splits["train"].dtypes.items()},
-        "contexts": contexts,
-        "data_source": data.source,
-        "sizes": {k: len(v) for k, v in data.splits.items()},
-        "skipped_rows": len(data.skipped),
-        "seed": recipe.seed,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        **environment(),
-    }
+    meta = run_meta(data, model, recipe.seed)
     if initialised:
         meta["init_from"] = {"run": recipe.init_from.run, "encoders": initialised}
     if resume and (run / "meta.json").is_file():

@@ -23,7 +23,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
-from polymodal.api import RunResult, as_recipe, default_run_dir, environment
+from polymodal.api import RunResult, as_recipe, default_run_dir, run_meta
 from polymodal.config import Recipe, TrainerConfig, recipe_to_dict
 from polymodal.data.dataset import ExampleDataset, build_data, collate
 from polymodal.errors import CheckpointError, ConfigError
@@ -132,17 +132,8 @@ def train_federated(
     histogram = label_histogram(labels, shards, len(data.classes))
     atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     meta = {
-        "classes": data.classes,
-        "target": data.target,
-        "in_shapes": train.shapes,
-        "in_dtypes": {k: str(d).removeprefix("torch.") for k, d in train.dtypes.items()},
-        "contexts": contexts,
-        "data_source": data.source,
-        "sizes": {k: len(v) for k, v in data.splits.items()},
-        "seed": seed,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        **run_meta(data, model, seed),
         "federated": {"client_sizes": [len(s) for s in shards], "client_labels": histogram.tolist()},
-        **environment(),
     }
     atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
     atomic_write_text(run / "transforms.json", json.dumps({n: t.state_dict() for n, t in data.transforms.items()}))

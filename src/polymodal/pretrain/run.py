@@ -46,7 +46,7 @@ def train_pretrain(recipe: PretrainRecipe, run: Path, resume: bool, callback: Ca
     Returns:
         A :class:`polymodal.api.RunResult` whose ``test`` holds the objective's test metrics.
     """
-    from polymodal.api import RunResult, environment
+    from polymodal.api import RunResult, run_meta
 
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
@@ -62,16 +62,8 @@ def train_pretrain(recipe: PretrainRecipe, run: Path, resume: bool, callback: Ca
         "kind": "pretrain",
         "objective": recipe.objective.name,
         "inputs": {s.name: {"modality": s.modality, "encoder": s.encoder.name} for s in recipe.inputs},
-        "classes": data.classes,
-        "in_shapes": train_ds.shapes,
-        "in_dtypes": {k: str(d).removeprefix("torch.") for k, d in train_ds.dtypes.items()},
-        "contexts": contexts,
-        "data_source": data.source,
-        "sizes": {k: len(v) for k, v in data.splits.items()},
-        "seed": recipe.seed,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        **run_meta(data, model, recipe.seed),
         "encoder_parameters": {k: sum(p.numel() for p in e.parameters()) for k, e in model.encoders.items()},
-        **environment(),
     }
     atomic_write_text(run / "meta.json", json.dumps(meta, indent=2))
     atomic_write_text(states_file, json.dumps({name: t.state_dict() for name, t in data.transforms.items()}))
