@@ -73,8 +73,11 @@ def test_several_clients_write_a_run_that_predicts(manifest: Path, tmp_path: Pat
 
 def test_federated_errors_are_one_line(manifest: Path, tmp_path: Path) -> None:
     raw = tiny_recipe(manifest)
-    for fed, match in [({"alpha": 0}, "greater than 0"), ({"fraction": 1.5}, "less than or equal to 1"),
-                       ({"clientz": 3}, "did you mean 'clients'")]:
+    for fed, match in [
+        ({"alpha": 0}, "greater than 0"),
+        ({"fraction": 1.5}, "less than or equal to 1"),
+        ({"clientz": 3}, "did you mean 'clients'"),
+    ]:
         with pytest.raises(ConfigError, match=match) as exc:
             parse_recipe({**raw, "federated": fed})
         assert "\n" not in str(exc.value)

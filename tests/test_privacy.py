@@ -45,8 +45,9 @@ def test_clipping_bounds_each_example_and_matches_manual_per_example_gradients()
     model = TinyModel()
     inputs, y = real_batch()
     c = 0.05  # below every example's gradient norm, so clipping acts on all of them
-    dp = DPSGD(model, PrivacyConfig(noise_multiplier=0.0, max_grad_norm=c, delta=1e-3), n=48, batch_size=12,
-               steps=1, seed=0)
+    dp = DPSGD(
+        model, PrivacyConfig(noise_multiplier=0.0, max_grad_norm=c, delta=1e-3), n=48, batch_size=12, steps=1, seed=0
+    )
     dp.backward(inputs, None, y)
     got = torch.cat([p.grad.flatten() for p in model.parameters()])
 
@@ -68,8 +69,9 @@ def test_noise_has_the_configured_scale() -> None:
     torch.manual_seed(0)
     model = TinyModel()
     inputs, y = real_batch()
-    dp = DPSGD(model, PrivacyConfig(noise_multiplier=2.0, max_grad_norm=1.0, delta=1e-3), n=48, batch_size=12,
-               steps=1, seed=0)
+    dp = DPSGD(
+        model, PrivacyConfig(noise_multiplier=2.0, max_grad_norm=1.0, delta=1e-3), n=48, batch_size=12, steps=1, seed=0
+    )
     dp.backward({"image": inputs["image"][:0]}, None, y[:0])  # an empty Poisson batch: noise only
     noise = model.net[2].weight.grad * 12  # undo the division by q·N
     assert abs(float(noise.std()) - 2.0) < 0.1
@@ -77,8 +79,9 @@ def test_noise_has_the_configured_scale() -> None:
 
 def test_batchnorm_is_refused_with_one_line() -> None:
     with pytest.raises(ConfigError, match="BatchNorm") as exc:
-        DPSGD(TinyModel(nn.BatchNorm1d(784)), PrivacyConfig(noise_multiplier=1.0), n=1000, batch_size=10, steps=1,
-              seed=0)
+        DPSGD(
+            TinyModel(nn.BatchNorm1d(784)), PrivacyConfig(noise_multiplier=1.0), n=1000, batch_size=10, steps=1, seed=0
+        )
     assert "\n" not in str(exc.value)
 
 

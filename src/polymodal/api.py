@@ -22,7 +22,15 @@ import torch
 import yaml
 
 from polymodal.config import Recipe, apply_overrides, load_recipe, parse_recipe, read_recipe_yaml, recipe_to_dict
-from polymodal.data.dataset import DataBundle, ExampleDataset, build_data, build_transforms, collate, is_missing
+from polymodal.data.dataset import (
+    DataBundle,
+    ExampleDataset,
+    build_data,
+    build_table_data,
+    build_transforms,
+    collate,
+    is_missing,
+)
 from polymodal.errors import CheckpointError, ConfigError, DataError, PolymodalError
 from polymodal.gan.recipe import GANRecipe, parse_gan_recipe
 from polymodal.gan.sample import GANRun
@@ -98,6 +106,7 @@ def run_meta(data: DataBundle, model: torch.nn.Module, seed: int) -> dict[str, A
         "in_dtypes": {k: str(d).removeprefix("torch.") for k, d in train.dtypes.items()},
         "contexts": {name: t.context() for name, t in data.transforms.items()},
         "data_source": data.source,
+        "label_column": data.label,
         "sizes": {k: len(v) for k, v in data.splits.items()},
         "skipped_rows": len(data.skipped),
         "seed": seed,
@@ -279,6 +288,7 @@ def train_lm(
         "kind": "lm",
         "model": dataclasses.asdict(cfg),
         "data_source": data.source,
+        "label_column": data.label,
         "tokens": {"train": len(data.train.tokens), "val": len(data.val.tokens)},
         "seed": recipe.seed,
         "parameters": model.gpt.num_params(),
@@ -454,17 +464,37 @@ def load(run_dir: str | Path) -> Predictor:
     return Predictor(run_dir)
 
 
-def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
-    """Re-evaluate a finished run's weights on one split of its own data."""
+def evaluate(run_dir: str | Path, split: str = "test", table: str | Path | None = None) -> dict[str, Any]:
+    """Re-evaluate a finished run's weights on one split of its own data, or on every row of another manifest.
+
+    Args:
+        run_dir: A finished run directory.
+        split: train, val or test of the run's own data (ignored when ``table`` is given).
+        table: A CSV/Parquet/JSONL manifest with the run's input and label columns (paths relative to it);
+            its labels are encoded with the run's classes, and every readable row is evaluated.
+    """
     predictor = load(run_dir)
-    data = build_data(predictor.recipe, transform_states=predictor.transform_states, target_info=predictor.target)
-    if split not in data.splits:
-        raise DataError(f"unknown split '{split}'; use train, val or test")
+    skipped: list[dict[str, Any]] = []
+    if table is not None:
+        ds, skipped = build_table_data(
+            predictor.recipe,
+            table,
+            predictor.transform_states,
+            predictor.target,
+            predictor.meta.get("label_column", "label"),
+        )
+        split = Path(table).name
+    else:
+        if split not in ("train", "val", "test"):
+            raise DataError(f"unknown split '{split}'; use train, val or test")
+        data = build_data(predictor.recipe, transform_states=predictor.transform_states, target_info=predictor.target)
+        ds = data.splits[split].view()
     trainer = Trainer(predictor.model, predictor.recipe.trainer, predictor.run_dir, predictor.recipe.seed)
     t0 = time.perf_counter()
-    result = trainer.evaluate(data.splits[split])
-    without = modality_ablation(trainer, data.splits[split])
-    return {**result, "without": without, "split": split, "seconds": round(time.perf_counter() - t0, 3)}
+    result = trainer.evaluate(ds)
+    without = modality_ablation(trainer, ds)
+    out = {**result, "without": without, "split": split, "seconds": round(time.perf_counter() - t0, 3)}
+    return {**out, "skipped_rows": len(skipped)} if table is not None else out
 
 
 def export(
@@ -483,13 +513,19 @@ def export(
 
 
 def report(
-    run_dir: str | Path, split: str = "test", benchmark: str | Path | None = None, out: str | Path | None = None
+    run_dir: str | Path,
+    split: str = "test",
+    benchmark: str | Path | None = None,
+    out: str | Path | None = None,
+    table: str | Path | None = None,
 ) -> Path:
-    """Write the run's self-contained HTML evaluation report (default ``run_dir/report.html``); see
-    :func:`polymodal.report.build_report`."""
+    """Write the run's self-contained HTML evaluation report (default ``run_dir/report.html``; on another
+    ``table``, default ``run_dir/report-<table stem>.html``); see :func:`polymodal.report.build_report`."""
     from polymodal.report import build_report
 
-    return build_report(run_dir, split, benchmark, out)
+    if table is not None and out is None:
+        out = Path(run_dir) / f"report-{Path(table).stem}.html"
+    return build_report(run_dir, split, benchmark, out, table)
 
 
 __all__ = [

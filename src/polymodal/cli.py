@@ -206,6 +206,7 @@ EVALUATE_HELP = """Evaluate a finished run on a split of its data and write its 
 [b]Example[/b]
 
   polymodal evaluate runs/av --split test
+  polymodal evaluate runs/av --data new_rows.csv   [dim]# every row of another manifest; report-new_rows.html[/]
   polymodal evaluate runs/shakespeare_char       [dim]# a language model: validation loss, perplexity, samples[/]
 """
 
@@ -219,8 +220,18 @@ def evaluate(
     benchmark_dir: Annotated[
         Path | None, typer.Option("--benchmark", help="A `polymodal benchmark` folder to include in the report.")
     ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Evaluate on every row of this CSV/Parquet/JSONL manifest (the run's input and label columns, "
+            "paths relative to it) instead of a split of the run's own data.",
+        ),
+    ] = None,
 ) -> None:
     if (run_dir / "tokenizer.json").is_file():  # a language model: its validation text is the evaluation
+        if table is not None:
+            raise PolymodalError(f"{run_dir} is a language model; --data is for multimodal runs (drop --data)")
         path = api.report(run_dir) if report else None
         val = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("val", {})
         if as_json:
@@ -233,9 +244,12 @@ def evaluate(
         if path is not None:
             err.print(f"report: {path}")
         return
-    m = api.evaluate(run_dir, split)
+    m = api.evaluate(run_dir, split, table)
+    if m.get("skipped_rows"):
+        err.print(f"[yellow]skipped {m['skipped_rows']} unreadable rows[/] (data.on_error: skip)")
     if report:
-        err.print(f"report: {api.report(run_dir, split, benchmark_dir)}")
+        err.print(f"report: {api.report(run_dir, split, benchmark_dir, table=table)}")
+    split = m["split"]
     if as_json:
         out.print_json(json.dumps(m))
         return
@@ -270,6 +284,7 @@ curves, per-class scores, head-specific metrics or generated text, attention map
 
   polymodal report runs/av                                  [dim]# writes runs/av/report.html[/]
   polymodal report runs/av --benchmark benchmark/avdigits_hard --split val
+  polymodal report runs/av --data new_rows.csv              [dim]# writes runs/av/report-new_rows.html[/]
 """
 
 
@@ -281,10 +296,18 @@ def report(
         Path | None, typer.Option("--benchmark", help="A `polymodal benchmark` folder to include.")
     ] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Output file (default RUN/report.html).")] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Evaluate on every row of this CSV/Parquet/JSONL manifest (the run's input and label columns, "
+            "paths relative to it) instead of a split of the run's own data.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     setup_logging(verbose)
-    path = api.report(run_dir, split, benchmark_dir, out_file)
+    path = api.report(run_dir, split, benchmark_dir, out_file, table)
     out.print(f"report written: {path}")
 
 

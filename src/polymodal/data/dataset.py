@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.table import Table, assign_splits, label_subset, read_table
-from polymodal.data.targets import encode_targets
+from polymodal.data.targets import encode_known, encode_targets
 from polymodal.errors import DataError
 from polymodal.registry import DATASETS, HEADS, MODALITIES
 
@@ -214,6 +214,7 @@ class DataBundle:
     transforms: dict[str, Any]
     source: str
     skipped: list[dict[str, Any]]
+    label: str = "label"  # the label column (multi-task: see ``target``)
 
 
 def screen(ds: ExampleDataset, split: str, on_error: str) -> tuple[ExampleDataset, list[dict[str, Any]]]:
@@ -300,4 +301,43 @@ def build_data(
     source = table.source or recipe.data.dataset or str(recipe.data.table)
     log.info("data %s: %s", source, {k: len(v) for k, v in splits.items()})
     classes = target.get("classes") or [f"{t['column']}" for t in target.get("tasks", [])]
-    return DataBundle(splits, classes, target, transforms, source, skipped)
+    return DataBundle(splits, classes, target, transforms, source, skipped, table.label)
+
+
+def build_table_data(
+    recipe: Recipe,
+    path: str | Path,
+    transform_states: dict[str, Any],
+    target_info: dict[str, Any],
+    label_column: str = "label",
+) -> tuple[ExampleDataset, list[dict[str, Any]]]:
+    """Every row of a manifest the run never saw, as one dataset in the run's encoding.
+
+    The manifest needs the run's input columns and its label column(s); file paths in it are relative to the
+    manifest; the label column is ``data.label``, else ``label_column`` (the one the run was trained on).
+    Preprocessing uses the run's fitted transforms (no augmentation) and labels are encoded with
+    the run's classes (see :func:`encode_known`). Unreadable rows fail or are skipped per ``data.on_error``.
+
+    Returns:
+        ``(dataset, skipped rows)``.
+    """
+    path = Path(path)
+    label = recipe.data.label or label_column
+    table = Table(read_table(path), label=label, base_dir=path.parent)
+    table.require([c for s in recipe.inputs for c in (s.columns or [s.column])], f"table {path}")
+    if len(table.frame) == 0:
+        raise DataError(f"table {path} has no rows")
+    targets = encode_known(table.frame, label, target_info, recipe.data.label_separator)
+    rows = np.arange(len(table.frame))
+    columns = {s.name: input_cells(table.frame, s, rows, table.base_dir) for s in recipe.inputs}
+    transforms = build_transforms(recipe.inputs)
+    for name, t in transforms.items():
+        t.load_state_dict(transform_states.get(name, {}))
+    ds = ExampleDataset(columns, targets, transforms, recipe.data.cache, augment=False)
+    ds, skipped = screen(ds, path.name, recipe.data.on_error)
+    if len(ds) == 0:
+        raise DataError(f"every row of {path} was unreadable; see skipped rows or set data.on_error: raise")
+    first = first_examples(ds, path.name)
+    ds.shapes = {k: tuple(x.shape) for k, x in first.items()}
+    ds.dtypes = {k: x.dtype for k, x in first.items()}
+    return ds, skipped

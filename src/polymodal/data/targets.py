@@ -106,6 +106,71 @@ def encode_targets(
 BOS, EOS = 0, 1
 
 
+def encode_known(frame: pd.DataFrame, label: str, info: dict[str, Any], separator: str = "|") -> np.ndarray:
+    """Targets for every row of ``frame`` in a finished run's encoding ``info`` (its classes, label set,
+    regression mean/std or characters), e.g. to evaluate the run on a table it never saw.
+
+    A class the run does not know is an error (the model cannot predict it); a multi-label label or a caption
+    character it does not know is dropped, as rare labels and unseen characters were in training.
+    """
+    kind = info["kind"]
+    if kind in ("class", "multilabel") and label not in frame.columns:
+        raise DataError(f"label column '{label}' is not in the data (columns: {', '.join(map(str, frame.columns))})")
+    if kind == "class":
+        return class_indices(frame[label], info["classes"], label)
+    if kind == "multilabel":
+        index = {c: i for i, c in enumerate(info["classes"])}
+        y = np.zeros((len(frame), len(index)), dtype=np.float32)
+        for r, cell in enumerate(frame[label]):
+            for lab in split_labels(cell, separator):
+                if lab in index:
+                    y[r, index[lab]] = 1.0
+        return y
+    if kind == "multitask":
+        cols = []
+        for task in info["tasks"]:
+            column = task["column"]
+            if column not in frame.columns:
+                raise DataError(f"task column '{column}' is not in the data (columns: {', '.join(frame.columns)})")
+            if frame[column].isna().any():
+                raise DataError(f"task column '{column}' has empty cells; fill or drop those rows")
+            if task["kind"] == "classification":
+                cols.append(class_indices(frame[column], task["classes"], column).astype(np.float32))
+                continue
+            try:
+                v = frame[column].to_numpy(dtype=np.float64)
+            except (TypeError, ValueError):
+                raise DataError(f"regression task '{column}' has non-numeric values") from None
+            cols.append(((v - task["mean"]) / task["std"]).astype(np.float32))
+        return np.stack(cols, axis=1)
+    if kind == "text":
+        index = {c: i + 2 for i, c in enumerate(info["chars"])}
+        longest = info["max_length"] - 1
+        y = np.full((len(frame), longest + 1), -1, dtype=np.int64)
+        for r, v in enumerate(frame[label]):
+            text = "" if v is None or (isinstance(v, float) and v != v) else str(v)
+            ids = [index[c] for c in text if c in index][:longest] + [EOS]
+            y[r, : len(ids)] = ids
+        return y
+    raise ValueError(f"unknown target kind {kind}")
+
+
+def class_indices(values: pd.Series, classes: list[str], column: str) -> np.ndarray:
+    if values.isna().any():
+        bad = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(f"label column '{column}' is empty in row {bad}; fill or drop unlabelled rows")
+    index = {c: i for i, c in enumerate(classes)}
+    names = [str(v) for v in values]
+    unknown = sorted({n for n in names if n not in index})
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        raise DataError(
+            f"column '{column}' has {len(unknown)} class(es) the run was not trained on ({shown}); "
+            f"keep only rows labelled {', '.join(classes[:10])}{' …' if len(classes) > 10 else ''}"
+        )
+    return np.array([index[n] for n in names], dtype=np.int64)
+
+
 def num_outputs(info: dict[str, Any]) -> int:
     """Width of the model's output for these targets."""
     if info["kind"] == "multitask":

@@ -27,7 +27,11 @@ SECTIONS = (curves, classification, heads, generation, attention, contribution)
 
 
 def build_report(
-    run_dir: str | Path, split: str = "test", benchmark_dir: str | Path | None = None, out: str | Path | None = None
+    run_dir: str | Path,
+    split: str = "test",
+    benchmark_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    table: str | Path | None = None,
 ) -> Path:
     """Evaluate a finished run on ``split`` and write its HTML report.
 
@@ -37,12 +41,13 @@ def build_report(
         benchmark_dir: A ``polymodal benchmark`` output folder to include (default: looked for in the run
             directory and its parent).
         out: Where to write (default ``run_dir/report.html``).
+        table: Evaluate on every row of this manifest instead of a split of the run's own data.
 
     Returns:
         The path of the written report.
     """
     torch.manual_seed(0)  # sampled LM text and any random choice in a section are the same on every call
-    view = load_run(run_dir, split)
+    view = load_run(run_dir, split, table)
     return write_report(view, benchmark_dir, out)
 
 

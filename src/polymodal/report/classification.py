@@ -108,6 +108,6 @@ def section(view: RunView) -> Section | None:
     s = view.scores
     classes = list(view.meta.get("classes") or [])
     probs = softmax(view.outputs) if view.outputs is not None else None
-    body = note(f"On the {view.split} split." if probs is not None else f"Saved test metrics ({view.data_error}).")
+    body = note(f"On {view.where}." if probs is not None else f"Saved test metrics ({view.data_error}).")
     body += class_block(s, classes, view.targets, probs, "")
     return Section("classification", "Classification: confusion, ROC, per class", body)

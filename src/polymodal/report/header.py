@@ -46,6 +46,8 @@ def subtitle(view: RunView) -> str:
     parts.append(f"seed {m.get('seed')}")
     if m.get("init_from"):
         parts.append(f"fine-tuned from {m['init_from']}")
+    if view.table is not None:
+        parts.append(f"evaluated on {view.where} ({view.table})")
     return " · ".join(parts)
 
 

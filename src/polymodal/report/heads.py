@@ -80,5 +80,5 @@ def section(view: RunView) -> Section | None:
     if view.kind not in render:
         return None
     fn, title = render[view.kind]
-    where = f"On the {view.split} split." if view.outputs is not None else f"Saved metrics ({view.data_error})."
+    where = f"On {view.where}." if view.outputs is not None else f"Saved metrics ({view.data_error})."
     return Section("heads", title, note(where) + fn(view))

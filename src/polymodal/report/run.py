@@ -37,7 +37,7 @@ class RunView:
         meta: ``meta.json``.
         metrics: ``metrics.json`` (final metrics written by training), or {} if absent.
         history: ``metrics.jsonl`` rows, one per epoch.
-        split: The evaluated split name.
+        split: The evaluated split name (the manifest's file name when evaluated on ``table``).
         predictor, dataset, outputs, targets, split_metrics: Model, split dataset, reduced outputs (N, ...),
             targets (N, ...) and the head's metrics on them; None when the data could not be loaded.
         data_error: Why the data could not be loaded, else None.
@@ -57,6 +57,7 @@ class RunView:
     split_metrics: dict[str, Any] = field(default_factory=dict)
     split_loss: float | None = None
     data_error: str | None = None
+    table: Path | None = None  # evaluated on this manifest (all its rows) instead of a split of the run's data
 
     @property
     def model(self) -> Any:
@@ -67,6 +68,13 @@ class RunView:
         return str(self.recipe.get("name") or self.run_dir.name)
 
     @property
+    def where(self) -> str:
+        """What the outputs are on, for a sentence: "the test split" or "all 120 rows of new.csv"."""
+        if self.table is not None:
+            return f"all {len(self.dataset) if self.dataset is not None else '?'} rows of {self.table.name}"
+        return f"the {self.split} split"
+
+    @property
     def scores(self) -> dict[str, Any]:
         """The metrics to show: recomputed on the split when the data loaded, else the saved test metrics."""
         if self.split_metrics:
@@ -74,8 +82,9 @@ class RunView:
         return self.metrics.get("test") or self.metrics.get("val") or {}
 
 
-def load_run(run_dir: str | Path, split: str = "test") -> RunView:
-    """Read a finished run and evaluate its model on ``split`` (train, val or test)."""
+def load_run(run_dir: str | Path, split: str = "test", table: str | Path | None = None) -> RunView:
+    """Read a finished run and evaluate its model on ``split`` (train, val or test) of its own data, or on
+    every row of another manifest ``table`` (see :func:`polymodal.data.dataset.build_table_data`)."""
     run = Path(run_dir)
     for needed in ("recipe.yaml", "meta.json"):
         if not (run / needed).is_file():
@@ -92,21 +101,28 @@ def load_run(run_dir: str | Path, split: str = "test") -> RunView:
     if meta.get("kind") == "lm":
         return RunView(run, "lm", recipe, meta, metrics, history, "val")
     kind = (meta.get("target") or {}).get("kind", "class")
-    view = RunView(run, kind, recipe, meta, metrics, history, split)
     if not (run / "weights.safetensors").is_file():
         raise CheckpointError(f"{run} has no weights.safetensors; the run has not finished an epoch yet")
     from polymodal import api
-    from polymodal.data.dataset import build_data
+    from polymodal.data.dataset import build_data, build_table_data
     from polymodal.train.trainer import Trainer
 
+    view = RunView(run, kind, recipe, meta, metrics, history, split)
     view.predictor = api.load(run)
     p = view.predictor
-    try:
-        data = build_data(p.recipe, transform_states=p.transform_states, target_info=p.target)
-    except PolymodalError as exc:
-        view.data_error = str(exc)
-        return view
-    view.dataset = data.splits[split].view()  # no training-time augmentation, even on the train split
+    if table is not None:  # the user asked for this table: a problem with it is an error, not a note
+        view.table = Path(table)
+        view.split = view.table.name
+        view.dataset, _ = build_table_data(
+            p.recipe, table, p.transform_states, p.target, meta.get("label_column", "label")
+        )
+    else:
+        try:
+            data = build_data(p.recipe, transform_states=p.transform_states, target_info=p.target)
+        except PolymodalError as exc:
+            view.data_error = str(exc)
+            return view
+        view.dataset = data.splits[split].view()  # no training-time augmentation, even on the train split
     trainer = Trainer(p.model, p.recipe.trainer, run, p.recipe.seed)
     view.outputs, view.targets, view.split_loss = trainer.predict(view.dataset)
     view.split_metrics = {"loss": view.split_loss, **p.model.metrics(view.outputs, view.targets)}
