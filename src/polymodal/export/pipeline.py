@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from polymodal.api import Predictor
-from polymodal.data.dataset import build_data, collate
+from polymodal.data.dataset import collate
 from polymodal.errors import CheckpointError, ExportError
 from polymodal.export.graph import GraphModel
 from polymodal.export.measure import latency_ms, outputs, positional, sizes
@@ -130,8 +130,7 @@ def export_run(
 
     ds, split = None, None
     if evaluate:
-        data = build_data(predictor.recipe, transform_states=predictor.transform_states, target_info=predictor.target)
-        ds, split = data.splits["test"], "test"
+        ds, split = predictor.data().splits["test"], "test"
         inputs, present, _ = collate([ds[0]])
         one = positional(inputs, present, names, uses_present)
     else:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from polymodal.api import RunResult, as_recipe, default_run_dir, run_meta
 from polymodal.config import Recipe, TrainerConfig, recipe_to_dict
-from polymodal.data.dataset import ExampleDataset, build_data, collate
+from polymodal.data.dataset import ExampleDataset, build_data, collate, pin_options
 from polymodal.errors import CheckpointError, ConfigError
 from polymodal.federated.config import FederatedConfig
 from polymodal.federated.partition import dirichlet_split, label_histogram
@@ -130,7 +130,7 @@ def train_federated(
     model = build_model(recipe, train.shapes, data.target, contexts)
     shards = dirichlet_split(labels, fed.clients, fed.alpha, seed)
     histogram = label_histogram(labels, shards, len(data.classes))
-    atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    atomic_write_text(run / "recipe.yaml", yaml.safe_dump(recipe_to_dict(pin_options(recipe, data)), sort_keys=False))
     meta = {
         **run_meta(data, model, seed),
         "federated": {"client_sizes": [len(s) for s in shards], "client_labels": histogram.tolist()},

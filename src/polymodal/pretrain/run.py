@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from polymodal.data.dataset import build_data
+from polymodal.data.dataset import build_data, pin_options
 from polymodal.pretrain.base import build_encoders
 from polymodal.pretrain.recipe import PretrainRecipe, pretrain_recipe_to_dict
 from polymodal.registry import OBJECTIVES
@@ -57,7 +57,9 @@ def train_pretrain(recipe: PretrainRecipe, run: Path, resume: bool, callback: Ca
     contexts = {name: t.context() for name, t in data.transforms.items()}
     model = build_objective(recipe, train_ds.shapes, contexts, data.transforms, data.classes)
     if not resume:
-        atomic_write_text(run / "recipe.yaml", yaml.safe_dump(pretrain_recipe_to_dict(recipe), sort_keys=False))
+        atomic_write_text(
+            run / "recipe.yaml", yaml.safe_dump(pretrain_recipe_to_dict(pin_options(recipe, data)), sort_keys=False)
+        )
     meta = {
         "kind": "pretrain",
         "objective": recipe.objective.name,

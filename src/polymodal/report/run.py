@@ -104,7 +104,6 @@ def load_run(run_dir: str | Path, split: str = "test", table: str | Path | None 
     if not (run / "weights.safetensors").is_file():
         raise CheckpointError(f"{run} has no weights.safetensors; the run has not finished an epoch yet")
     from polymodal import api
-    from polymodal.data.dataset import build_data, build_table_data
     from polymodal.train.trainer import Trainer
 
     view = RunView(run, kind, recipe, meta, metrics, history, split)
@@ -113,12 +112,10 @@ def load_run(run_dir: str | Path, split: str = "test", table: str | Path | None 
     if table is not None:  # the user asked for this table: a problem with it is an error, not a note
         view.table = Path(table)
         view.split = view.table.name
-        view.dataset, _ = build_table_data(
-            p.recipe, table, p.transform_states, p.target, meta.get("label_column", "label")
-        )
+        view.dataset, _ = p.table_data(table)
     else:
         try:
-            data = build_data(p.recipe, transform_states=p.transform_states, target_info=p.target)
+            data = p.data()
         except PolymodalError as exc:
             view.data_error = str(exc)
             return view

@@ -114,7 +114,9 @@ class AVDigits:
                 f", degraded (image contrast {self.image_contrast}, noise {self.image_noise}; "
                 f"audio SNR {self.audio_snr_db} dB)"
             )
-        return Table(frame[["image", "audio", "label", "split"]], label="label", split="split", source=source)
+        table = Table(frame[["image", "audio", "label", "split"]], label="label", split="split", source=source)
+        table.pinned = {"audio": self.source()}
+        return table
 
     def degrade(self, images: list[np.ndarray], audio: list) -> tuple[list[np.ndarray], list]:
         """The degraded images and recordings (waveforms or MFCC arrays), one seeded generator per row."""
