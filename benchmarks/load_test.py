@@ -14,6 +14,7 @@ Examples:
 
     python benchmarks/load_test.py --run runs/av --duration 30 --concurrency 1,8
     python benchmarks/load_test.py --duration 20 --concurrency 8 --body json,multipart --batch-ms 0,2
+    python benchmarks/load_test.py --run runs/av --engine torch,onnx --workers 1,2 --concurrency 1,8
 
 Without ``--run`` it first trains the avdigits recipe for one epoch into a temporary folder (speed does not
 depend on accuracy; the model is the recipe's).
@@ -135,9 +136,9 @@ def post(url: str, body: bytes, ctype: str) -> dict:
         return json.loads(r.read())
 
 
-def start_server(run: Path, port: int, batch_ms: float, workers: int) -> subprocess.Popen:
+def start_server(run: Path, port: int, batch_ms: float, workers: int, engine: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "polymodal", "serve", str(run), "--port", str(port), "--batch-ms", str(batch_ms)]
-    cmd += ["--workers", str(workers)]
+    cmd += ["--workers", str(workers), "--engine", engine]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -244,7 +245,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="8", help="open connections, comma list (e.g. 1,8)")
     ap.add_argument("--body", default="json", help="json, multipart or both (comma list)")
     ap.add_argument("--batch-ms", default="0", help="server micro-batching window(s) in ms, comma list")
-    ap.add_argument("--workers", type=int, default=1, help="server processes")
+    ap.add_argument("--workers", default="1", help="server processes, comma list (e.g. 1,2)")
+    ap.add_argument("--engine", default="torch", help="torch, onnx or both (comma list): the server's forward")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     args = ap.parse_args()
@@ -259,13 +261,19 @@ def main() -> None:
     print(f"run {run}; client {client}; load average before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
     print(f"request bodies: json {len(payloads['json'][0]):,} B, multipart {len(payloads['multipart'][0]):,} B")
     header = (
-        "| body | workers | batch ms | concurrency | s | requests | req/s | p50 ms | p99 ms | errors "
+        "| engine | body | workers | batch ms | concurrency | s | requests | req/s | p50 ms | p99 ms | errors "
         "| server CPU ms/request | RSS MB before → after |"
     )
-    rows = [header, "|" + "---|" * 12]
-    for batch_ms in [float(b) for b in args.batch_ms.split(",")]:
+    rows = [header, "|" + "---|" * 13]
+    grid = [
+        (engine, int(workers), float(batch_ms))
+        for engine in args.engine.split(",")
+        for workers in args.workers.split(",")
+        for batch_ms in args.batch_ms.split(",")
+    ]
+    for engine, workers, batch_ms in grid:
         port = free_port()
-        server = start_server(run, port, batch_ms, args.workers)
+        server = start_server(run, port, batch_ms, workers, engine)
         try:
             for kind in args.body.split(","):
                 body, ctype = payloads[kind]
@@ -278,7 +286,8 @@ def main() -> None:
                     r = measure(port, body, ctype, conc, args.duration, client)
                     after, cpu = rss_mb(server.pid), cpu_seconds(server.pid) - cpu0
                     rows.append(
-                        f"| {kind} | {args.workers} | {batch_ms:g} | {conc} | {args.duration:g} | {r['requests']:,} | "
+                        f"| {engine} | {kind} | {workers} | {batch_ms:g} | {conc} | {args.duration:g} | "
+                        f"{r['requests']:,} | "
                         f"{r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | "
                         f"{1e3 * cpu / max(r['requests'], 1):.2f} | {before:.0f} → {after:.0f} |"
                     )

@@ -174,6 +174,16 @@ def test_short_mnist_run_writes_grids_checkpoints_and_resumes(tmp_path):
     with pytest.raises(api.PolymodalError, match="conditioned on a class"):
         api.sample_gan(run, tmp_path / "x.png", text="a seven")
 
+    # evaluate: the quality figure measured at the end of training, and the report's GAN section
+    out = CliRunner().invoke(app, ["evaluate", str(run)])
+    assert out.exit_code == 0, out.output
+    assert f"conditional accuracy {res.test['conditional_accuracy']:.4f} over 50 generated images" in out.output
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "Generated images" in page and "one row per class" in page and "WGAN-GP" in page
+    assert page.count("<img") == 4  # curves, final grid, grids of epochs 1 and 2
+    assert page.count("<tr><td>") == 10  # share classified as requested, per digit
+    assert "Learning curves" not in page and "Per-modality" not in page
+
 
 @pytest.mark.skipif(clipart_dir(None) is None, reason="needs the local OpenClipArt copy")
 def test_text_conditioned_clipart_run(tmp_path):

@@ -366,3 +366,38 @@ def test_serve_command_refuses_a_folder_that_is_not_a_run(tmp_path):
 
     result = CliRunner().invoke(app, ["serve", str(tmp_path), "--port", "1"])
     assert isinstance(result.exception, CheckpointError) and "no meta.json" in str(result.exception)
+
+
+def test_onnx_engine_answers_as_the_torch_model_does(trained_run, files, manifest):
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
+    predictor = api.load(trained_run)
+    pngs = [manifest.parent / f"{d}_9.png" for d in range(3)]
+    with Running(create_app(trained_run, engine="onnx")) as running, httpx.Client(base_url=running.url) as c:
+        assert c.get("/health").json()["engine"] == "onnx"
+        got = c.post("/predict", files=multipart(files)).json()
+        want = predictor.predict(image=str(files["image"]), audio=str(files["audio"]))
+        assert got["label"] == want["label"] == "d1"
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-5)
+        alone = c.post("/predict", files=multipart({"image": files["image"]})).json()  # audio missing
+        assert alone["missing"] == ["audio"]
+        assert alone["probabilities"] == pytest.approx(
+            predictor.predict(image=str(files["image"]))["probabilities"], abs=1e-5
+        )
+        rows = [{"image": base64.b64encode(p.read_bytes()).decode()} for p in pngs]
+        batch = c.post("/predict/batch", json={"instances": rows}).json()["predictions"]
+        for row, png in zip(batch, pngs, strict=True):
+            assert row["probabilities"] == pytest.approx(predictor.predict(image=str(png))["probabilities"], abs=1e-5)
+        explained = c.post("/predict?explain=1", files=multipart(files)).json()  # saliency: the torch model
+        assert np.asarray(explained["explanation"]["image"]["map"]).shape == (28, 28)
+
+
+def test_an_onnx_graph_that_disagrees_with_the_model_is_refused(trained_run, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
+    from polymodal.errors import ExportError, PolymodalError
+    from polymodal.export import runtime
+
+    monkeypatch.setattr(runtime, "TOLERANCE", -1.0)  # any difference, even 0, is now too large
+    with pytest.raises(ExportError, match="logits differ from the model's by .*; serve with --engine torch"):
+        create_app(trained_run, engine="onnx")
+    with pytest.raises(PolymodalError, match="unknown engine 'tensorrt'; use one of: torch, onnx"):
+        create_app(trained_run, engine="tensorrt")

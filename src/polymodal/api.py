@@ -13,6 +13,7 @@ import logging
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -448,10 +449,16 @@ class Predictor:
         return example, {k: k not in missing for k in self.inputs}, missing
 
     @torch.inference_mode()
-    def run(self, prepared: list[tuple[dict[str, torch.Tensor], dict[str, bool], list[str]]]) -> list[dict[str, Any]]:
-        """One batched forward over examples from :meth:`prepare`; one result per example, in order."""
+    def run(
+        self,
+        prepared: list[tuple[dict[str, torch.Tensor], dict[str, bool], list[str]]],
+        forward: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor] | None], torch.Tensor] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One batched forward over examples from :meth:`prepare`; one result per example, in order.
+
+        ``forward`` replaces the PyTorch model's, e.g. :class:`polymodal.export.runtime.OnnxForward`."""
         inputs, flags, _ = collate([(x, p, torch.tensor(0)) for x, p, _ in prepared])
-        logits = self.model(inputs, flags)  # (B, K)
+        logits = (forward or self.model)(inputs, flags)  # (B, K)
         return [{**self.model.head.describe(lg), "missing": m} for lg, (_, _, m) in zip(logits, prepared, strict=True)]
 
     def predict(self, **values: Any) -> dict[str, Any]:

@@ -201,6 +201,11 @@ def train(
     distributed.finish()
 
 
+def gan_run(run_dir: Path) -> bool:
+    meta = run_dir / "meta.json"
+    return meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == "gan"
+
+
 EVALUATE_HELP = """Evaluate a finished run on a split of its data and write its HTML report (RUN/report.html).
 
 [b]Example[/b]
@@ -241,6 +246,23 @@ def evaluate(
                 f"val loss {val['loss']:.4f}  perplexity {math.exp(val['loss']):.2f}  "
                 f"token accuracy {val['accuracy']:.4f}"
             )
+        if path is not None:
+            err.print(f"report: {path}")
+        return
+    if gan_run(run_dir):  # a GAN: its quality figure was measured at the end of training; report the grids
+        if table is not None:
+            raise PolymodalError(f"{run_dir} is a GAN run; --data is for multimodal runs (drop --data)")
+        path = api.report(run_dir) if report else None
+        m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        if as_json:
+            out.print_json(json.dumps(m))
+        elif m.get("conditional_accuracy") is not None:
+            out.print(
+                f"conditional accuracy {m['conditional_accuracy']:.4f} over {m['generated_images']} generated images "
+                f"(classifier on real test images: {m['classifier_test_accuracy']:.4f})"
+            )
+        else:
+            out.print(f"{m.get('generator_steps')} generator steps; no quality figure for a text-conditioned GAN")
         if path is not None:
             err.print(f"report: {path}")
         return
@@ -645,16 +667,26 @@ def serve(
     max_image_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width × height).")] = 16_000_000,
     threads: Annotated[int, typer.Option(min=1, help="torch threads per worker (1 is fastest for small models).")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the model.")] = 1,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="torch, or onnx: predict with onnxruntime over the model exported at start-up "
+            "(needs the export extra; explanations still use torch)."
+        ),
+    ] = "torch",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
 ) -> None:
-    from polymodal.serve.app import read_meta
+    from polymodal.serve.app import ENGINES, read_meta
     from polymodal.serve.limits import Limits
     from polymodal.serve.server import serve as run_server
 
     read_meta(run_dir)  # a bad run directory: one error line before anything is printed
+    if engine not in ENGINES:
+        raise PolymodalError(f"unknown --engine '{engine}'; use one of: {', '.join(ENGINES)}")
     limits = Limits(int(max_upload_mb * 2**20), max_image_pixels, max_batch)
     out.print(f"serving {run_dir} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
-    run_server(run_dir, host, port, workers, threads, limits, batch_ms, max_batch, "info" if verbose else "warning")
+    level = "info" if verbose else "warning"
+    run_server(run_dir, host, port, workers, threads, limits, batch_ms, max_batch, level, engine)
 
 
 @datasets_app.command(

@@ -2,9 +2,10 @@
 
 Sections, one module each: learning curves (:mod:`.curves`), classification (:mod:`.classification`),
 multi-label / multi-task heads (:mod:`.heads`), generated text (:mod:`.generation`), attention maps
-(:mod:`.attention`), per-modality contribution (:mod:`.contribution`) and the fusion benchmark
-(:mod:`.benchmark`). A section that does not apply to the run is left out; one that applies but lacks
-what it needs (no attention layers, no benchmark, data not available) says so.
+(:mod:`.attention`), per-modality contribution (:mod:`.contribution`), the fusion benchmark
+(:mod:`.benchmark`), and for GAN runs the sample grids and quality figure (:mod:`.gan`). A section that
+does not apply to the run is left out; one that applies but lacks what it needs (no attention layers, no
+benchmark, data not available) says so.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from polymodal.report import attention, benchmark, classification, contribution, curves, generation, heads
+from polymodal.report import attention, benchmark, classification, contribution, curves, gan, generation, heads
 from polymodal.report.header import cards, pipeline, subtitle
 from polymodal.report.page import Section, render_page
 from polymodal.report.run import RunView, load_run
@@ -23,7 +24,7 @@ from polymodal.train.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-SECTIONS = (curves, classification, heads, generation, attention, contribution)
+SECTIONS = (curves, classification, heads, generation, gan, attention, contribution)
 
 
 def build_report(

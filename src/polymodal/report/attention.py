@@ -22,7 +22,7 @@ def reader_label(reader: str, name: str) -> str:
 
 
 def section(view: RunView) -> Section | None:
-    if view.kind == "lm":
+    if view.kind in ("lm", "gan"):
         return None
     title = "Attention maps"
     if view.dataset is None:

@@ -21,7 +21,7 @@ def find(view: RunView, where: Path | None) -> Path | None:
 
 
 def section(view: RunView, where: Path | None = None) -> Section | None:
-    if view.kind == "lm":
+    if view.kind in ("lm", "gan"):
         return None
     from polymodal import benchmark as bench
 

@@ -60,7 +60,7 @@ def bars(values: dict[str, float], title: str, ylabel: str, full: float | None =
 
 
 def section(view: RunView) -> Section | None:
-    if view.kind == "lm":
+    if view.kind in ("lm", "gan"):
         return None
     title = "Per-modality contribution"
     body = ""

@@ -12,7 +12,9 @@ from polymodal.report.page import PALETTE, Section, note, png, style
 from polymodal.report.run import RunView
 
 
-def section(view: RunView) -> Section:
+def section(view: RunView) -> Section | None:
+    if view.kind == "gan":  # a GAN's losses are of another kind: see report.gan
+        return None
     h = view.history
     if not h:
         return Section("curves", "Learning curves", note("This run has no metrics.jsonl (no epoch finished)."))

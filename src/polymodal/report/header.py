@@ -24,6 +24,14 @@ def pipeline(view: RunView) -> str:
             f"{tok} tokens (vocab {m.get('vocab_size')}) → GPT {m.get('n_layer')} layers × {m.get('n_embd')} wide, "
             f"{m.get('n_head')} heads, context {m.get('block_size')} → next token"
         )
+    if view.kind == "gan":
+        m, g, c = view.meta, r.get("generator") or {}, r.get("critic") or {}
+        cond = f"{len(m.get('classes') or [])} class labels" if m.get("condition") == "label" else "caption words"
+        shape = "×".join(str(v) for v in m.get("image_shape", []))
+        return (
+            f"noise z ({g.get('z_dim')}) + condition ({cond}) → {g.get('name')} generator → {shape} image; "
+            f"{c.get('name')} critic, WGAN-GP"
+        )
     inputs = " + ".join(f"{s['name']} [{component(s.get('encoder'))}]" for s in r.get("inputs", []))
     target = view.meta.get("target") or {}
     what = {
@@ -38,11 +46,17 @@ def pipeline(view: RunView) -> str:
 def subtitle(view: RunView) -> str:
     m = view.meta
     parts = [f"data: {m.get('data_source', '?')}"]
+    if m.get("train_images"):
+        parts.append(f"{m['train_images']:,} training images")
     if m.get("sizes"):
         parts.append(" / ".join(f"{v:,} {k}" for k, v in m["sizes"].items()))
     if m.get("tokens"):
         parts.append(" / ".join(f"{v:,} {k} tokens" for k, v in m["tokens"].items()))
-    parts.append(f"{m.get('parameters', 0):,} parameters")
+    params = m.get("parameters", 0)
+    if isinstance(params, dict):  # a GAN: {generator: n, critic: n}
+        parts.append(" + ".join(f"{v:,} {k}" for k, v in params.items()) + " parameters")
+    else:
+        parts.append(f"{params:,} parameters")
     parts.append(f"seed {m.get('seed')}")
     if m.get("init_from"):
         parts.append(f"fine-tuned from {m['init_from']}")
@@ -57,6 +71,12 @@ def cards(view: RunView) -> list[str]:
         loss = s.get("loss")
         out += [card("val loss (nats/token)", loss), card("perplexity", math.exp(loss) if loss else None)]
         out.append(card("token accuracy", s.get("accuracy")))
+    elif view.kind == "gan":
+        if view.metrics.get("conditional_accuracy") is not None:
+            out.append(card("conditional accuracy", view.metrics["conditional_accuracy"]))
+            out.append(card("classifier on real images", view.metrics.get("classifier_test_accuracy")))
+        if view.metrics.get("generator_steps") is not None:
+            out.append(card("generator steps", view.metrics["generator_steps"]))
     elif view.kind == "text":
         out.append(card(f"{view.split} exact match", s.get("accuracy")))
         out += [

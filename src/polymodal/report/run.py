@@ -32,7 +32,8 @@ class RunView:
 
     Attributes:
         run_dir: The run folder.
-        kind: ``"lm"`` for a language model, else the head's target kind (class, multilabel, multitask, text).
+        kind: ``"lm"`` for a language model, ``"gan"`` for a GAN, else the head's target kind (class, multilabel,
+            multitask, text).
         recipe: The saved recipe as a mapping.
         meta: ``meta.json``.
         metrics: ``metrics.json`` (final metrics written by training), or {} if absent.
@@ -98,8 +99,10 @@ def load_run(run_dir: str | Path, split: str = "test", table: str | Path | None 
     if (run / "metrics.jsonl").is_file():
         lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         history = [json.loads(ln) for ln in lines if ln.strip()]
-    if meta.get("kind") == "lm":
-        return RunView(run, "lm", recipe, meta, metrics, history, "val")
+    if meta.get("kind") in ("lm", "gan"):  # read from the run's files; nothing to evaluate on a split
+        if table is not None:
+            raise PolymodalError(f"{run} is a {meta['kind'].upper()} run; --data is for multimodal runs (drop --data)")
+        return RunView(run, meta["kind"], recipe, meta, metrics, history, "val" if meta["kind"] == "lm" else "test")
     kind = (meta.get("target") or {}).get("kind", "class")
     if not (run / "weights.safetensors").is_file():
         raise CheckpointError(f"{run} has no weights.safetensors; the run has not finished an epoch yet")

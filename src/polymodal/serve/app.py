@@ -40,6 +40,7 @@ from polymodal.serve.limits import BodyLimit, Limits, NotForThisModel, RequestEr
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 EXPLAINABLE_HEADS = frozenset({"classification", "multilabel"})  # heads with (B, K) logits per class
+ENGINES = ("torch", "onnx")
 
 
 class JSON(Response):
@@ -78,7 +79,11 @@ def read_meta(run: Path) -> dict[str, Any]:
 
 
 def create_app(
-    run_dir: str | Path, limits: Limits | None = None, batch_ms: float = 0.0, max_batch: int = 32
+    run_dir: str | Path,
+    limits: Limits | None = None,
+    batch_ms: float = 0.0,
+    max_batch: int = 32,
+    engine: str = "torch",
 ) -> FastAPI:
     """A FastAPI app serving one finished run.
 
@@ -87,7 +92,12 @@ def create_app(
         limits: Upload size, image pixels, batch rows and generated tokens a request may ask for.
         batch_ms: Micro-batching window in milliseconds (0 = off: each request runs its own forward).
         max_batch: Largest micro-batch.
+        engine: ``torch``, or ``onnx``: predictions from an onnxruntime session over the model exported at
+            start-up (checked against PyTorch; ~4× faster for small models at batch 1). ``?explain=1`` and
+            language models always use PyTorch.
     """
+    if engine not in ENGINES:
+        raise PolymodalError(f"unknown engine '{engine}'; use one of: {', '.join(ENGINES)}")
     run = Path(run_dir)
     limits = limits or Limits()
     meta = read_meta(run)
@@ -107,7 +117,7 @@ def create_app(
         for path in ("/predict", "/predict/batch"):
             add_refusal(app, path, 'this run is a language model; POST /generate {"prompt": ...} instead')
     else:
-        kind, stats = "predict", add_predict_routes(app, run, limits, batch_ms, max_batch)
+        kind, stats = "predict", add_predict_routes(app, run, limits, batch_ms, max_batch, engine)
         add_refusal(app, "/generate", "this run is not a language model; POST /predict with its inputs instead")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -129,17 +139,28 @@ def add_refusal(app: FastAPI, path: str, message: str) -> None:
 
 
 def add_predict_routes(
-    app: FastAPI, run: Path, limits: Limits, batch_ms: float, max_batch: int
+    app: FastAPI, run: Path, limits: Limits, batch_ms: float, max_batch: int, engine: str = "torch"
 ) -> Callable[[], dict[str, Any]]:
     """/metadata, /predict and /predict/batch for a run that :class:`Predictor` loads; returns the live
     counters /health shows."""
     from polymodal import api
 
     predictor = api.load(run)
+    forward = None
+    if engine == "onnx":
+        from polymodal.export.runtime import OnnxForward
+
+        forward = OnnxForward(
+            predictor.model, predictor.meta["in_shapes"], predictor.meta.get("in_dtypes"), torch.get_num_threads()
+        )
+
+    def run_batch(prepared: list[Any]) -> list[dict[str, Any]]:
+        return predictor.run(prepared, forward)
+
     modalities = predictor.inputs
     head = predictor.recipe.head.name
     explainable = head in EXPLAINABLE_HEADS
-    batcher = MicroBatcher(predictor.run, batch_ms, max_batch) if batch_ms > 0 else None
+    batcher = MicroBatcher(run_batch, batch_ms, max_batch) if batch_ms > 0 else None
     metadata = {
         "kind": "predict",
         "run": run.name,
@@ -158,6 +179,7 @@ def add_predict_routes(
             for name, modality in modalities.items()
         ],
         "explain": METHOD if explainable else None,
+        "engine": engine,
         "data_source": predictor.meta.get("data_source"),
         "limits": vars(limits),
     }
@@ -196,7 +218,7 @@ def add_predict_routes(
         if explain and not explainable:
             raise RequestError(f"explain needs a classification or multilabel head; this run's head is '{head}'")
         prepared = prepare(await read_body(request, modalities, limits))
-        result = await batcher.submit(prepared) if batcher else predictor.run([prepared])[0]
+        result = await batcher.submit(prepared) if batcher else run_batch([prepared])[0]
         if explain:
             example, present, _ = prepared
             result["explanation"] = saliency(predictor.model, example, present, modalities, predictor.transforms)
@@ -215,9 +237,13 @@ def add_predict_routes(
         if len(rows) > limits.max_batch:
             raise RequestError(f"{len(rows)} instances is over the server's limit of {limits.max_batch}; split them")
         prepared = [prepare(r, f"instances[{i}]: ") for i, r in enumerate(rows)]
-        return {"predictions": predictor.run(prepared)}
+        return {"predictions": run_batch(prepared)}
 
-    return lambda: {"micro_batch_ms": batch_ms, "micro_batches": batcher.batches if batcher else None}
+    return lambda: {
+        "engine": engine,
+        "micro_batch_ms": batch_ms,
+        "micro_batches": batcher.batches if batcher else None,
+    }
 
 
 def predict_schema(inputs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def app_from_env() -> FastAPI:
     """The app a worker process serves, from the settings :func:`serve` put in ``$POLYMODAL_SERVE``."""
     settings = json.loads(os.environ[ENV])
     torch.set_num_threads(settings["threads"])
-    return create_app(settings["run_dir"], Limits(**settings["limits"]), settings["batch_ms"], settings["max_batch"])
+    limits = Limits(**settings["limits"])
+    return create_app(settings["run_dir"], limits, settings["batch_ms"], settings["max_batch"], settings["engine"])
 
 
 def serve(
@@ -73,21 +74,28 @@ def serve(
     batch_ms: float = 0.0,
     max_batch: int = 32,
     log_level: str = "warning",
+    engine: str = "torch",
 ) -> None:
     """Serve ``run_dir`` until interrupted.
 
     Args:
         workers: Processes, each with its own copy of the model, sharing the listening socket.
         threads: torch threads per process (1 is fastest for small models under concurrent load).
-        limits, batch_ms, max_batch: As for :func:`create_app`.
+        limits, batch_ms, max_batch, engine: As for :func:`create_app`.
     """
     limits = limits or Limits()
     if workers == 1:
         torch.set_num_threads(threads)
-        build_server(create_app(run_dir, limits, batch_ms, max_batch), host, port, log_level).run()
+        build_server(create_app(run_dir, limits, batch_ms, max_batch, engine), host, port, log_level).run()
         return
     read_meta(Path(run_dir))  # a bad run directory fails here, once, not in every worker
-    settings = {"run_dir": str(run_dir), "limits": vars(limits), "batch_ms": batch_ms, "max_batch": max_batch}
+    settings = {
+        "run_dir": str(run_dir),
+        "limits": vars(limits),
+        "batch_ms": batch_ms,
+        "max_batch": max_batch,
+        "engine": engine,
+    }
     os.environ[ENV] = json.dumps({**settings, "threads": threads})
     uvicorn.run(
         "polymodal.serve.server:app_from_env", factory=True, workers=workers, **uvicorn_options(host, port, log_level)
