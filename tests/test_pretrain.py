@@ -19,12 +19,13 @@ from polymodal.data.modalities.audio import AudioTransform
 from polymodal.data.modalities.text import TextTransform
 from polymodal.data.table import label_subset
 from polymodal.errors import CheckpointError, ConfigError
-from polymodal.evaluate.retrieval import prototype_accuracy, recall_at_k
+from polymodal.evaluate.retrieval import prototype_accuracy, recall_at_k, same_content
 from polymodal.model import build_model
 from polymodal.pretrain.clip import info_nce
 from polymodal.pretrain.init import init_encoders
 from polymodal.pretrain.mae import patch_mask
 from polymodal.pretrain.mlm import mask_tokens
+from polymodal.pretrain.run import evaluate_pretrain
 from polymodal.registry import ENCODERS, OBJECTIVES
 
 
@@ -146,6 +147,24 @@ def test_recall_at_k_and_prototypes_by_hand():
     keys = torch.stack([e[0], e[0], e[1], e[1]])  # class 0 keys point to x, class 1 keys to y
     queries = torch.stack([e[0], e[1], e[1], e[1]])  # the second query (class 0) points the wrong way
     assert prototype_accuracy(queries, keys, torch.tensor([0, 0, 1, 1]), 2) == 0.75
+
+
+def test_recall_counts_duplicate_contents_as_matches_not_ties():
+    """Three images share one title: each of the three title embeddings is the same point. Without the
+    positives mask an image query would tie with (and so "find") any copy of its title, and a title query
+    would need its own image above the two other images with the same title."""
+    titles = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=1)
+    images = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [1.0, 0.2], [1.0, 0.3], [0.2, 1.0]]), dim=1)
+    same = same_content(titles) | same_content(images)
+    assert same.sum().item() == 3 * 3 + 1  # the three title copies are each other's matches
+    sim = images @ titles.T
+    # title -> image: image 2 scores highest for every copy of the shared title, and it is a correct answer
+    assert recall_at_k(sim.T, (1,), positives=same)[1] == 1.0
+    assert recall_at_k(sim.T, (1,))[1] < 1.0  # by index alone, titles 0 and 1 miss (image 2 is above theirs)
+    wrong = torch.tensor([[0.0, 1.0]] * 4)  # every image points at the other title
+    far = torch.nn.functional.normalize(wrong + torch.tensor([[0.0, 0.0]] * 3 + [[1.0, 0.0]]), dim=1)
+    sim = far @ titles.T
+    assert recall_at_k(sim, (1,), positives=same)[1] == 0.25  # only image 3's title is its best candidate
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -308,6 +327,19 @@ def test_pretrain_run_writes_the_usual_run_directory(pretrained):
         assert (run / f).is_file(), f
     assert res.test["objective"] == "mae" and res.test["masked_mse"] > 0
     assert isinstance(api.as_recipe(run / "recipe.yaml"), type(api.as_recipe(pretrain_recipe(run))))  # reloads
+
+
+def test_evaluate_rescores_a_pretraining_run_as_training_did(pretrained):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    run, res = pretrained
+    again = evaluate_pretrain(run)
+    assert again["objective"] == "mae" and again["masked_mse"] == pytest.approx(res.test["masked_mse"], rel=1e-5)
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--split", "val"])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("val mae: ") and "masked_mse" in out.output
 
 
 def test_init_from_loads_exactly_the_encoder_weights(manifest, pretrained):

@@ -201,9 +201,10 @@ def train(
     distributed.finish()
 
 
-def gan_run(run_dir: Path) -> bool:
+def run_kind(run_dir: Path) -> str | None:
+    """meta.json's ``kind`` (lm, gan, pretrain; None for a multimodal model or no meta.json)."""
     meta = run_dir / "meta.json"
-    return meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == "gan"
+    return json.loads(meta.read_text(encoding="utf-8")).get("kind") if meta.is_file() else None
 
 
 EVALUATE_HELP = """Evaluate a finished run on a split of its data and write its HTML report (RUN/report.html).
@@ -249,7 +250,19 @@ def evaluate(
         if path is not None:
             err.print(f"report: {path}")
         return
-    if gan_run(run_dir):  # a GAN: its quality figure was measured at the end of training; report the grids
+    if run_kind(run_dir) == "pretrain":  # the objective's metrics (recall@K, zero-shot, masked accuracy)
+        if table is not None:
+            raise PolymodalError(f"{run_dir} is a pretraining run; --data is for multimodal runs (drop --data)")
+        from polymodal.pretrain.run import evaluate_pretrain
+
+        m = evaluate_pretrain(run_dir, split)
+        if as_json:
+            out.print_json(json.dumps(m))
+        else:
+            shown = {k: v for k, v in m.items() if isinstance(v, float)}
+            out.print(f"{split} {m['objective']}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        return
+    if run_kind(run_dir) == "gan":  # a GAN: its quality figure was measured at the end of training; report the grids
         if table is not None:
             raise PolymodalError(f"{run_dir} is a GAN run; --data is for multimodal runs (drop --data)")
         path = api.report(run_dir) if report else None

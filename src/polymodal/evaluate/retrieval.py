@@ -5,15 +5,28 @@ from __future__ import annotations
 import torch
 
 
-def recall_at_k(sim: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[int, float]:
-    """Recall@K for queries (rows) whose true match is the same-index column of ``sim`` (N, N).
+def recall_at_k(
+    sim: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10), positives: torch.Tensor | None = None
+) -> dict[int, float]:
+    """Recall@K for queries (rows) of ``sim`` (N, N) whose match is the same-index column.
 
-    A query's rank is the number of candidates scoring strictly higher than its match; it is found within
-    the top K when that rank is below K.
+    ``positives`` (N, N) bool marks every column that is a correct answer for a row (default: the diagonal
+    only). With duplicate contents — clip-art titles shared by many images — each duplicate is a correct
+    answer, and without this mask identical candidates would tie with the match. A query's rank is the number
+    of *wrong* candidates scoring strictly higher than its best-scoring correct one; it is found within the
+    top K when that rank is below K.
     """
-    true = sim.diagonal().unsqueeze(1)  # (N, 1)
-    rank = (sim > true).sum(1)  # (N,)
+    if positives is None:
+        positives = torch.eye(len(sim), dtype=torch.bool)
+    best = sim.masked_fill(~positives, float("-inf")).amax(1, keepdim=True)  # (N, 1)
+    rank = ((sim > best) & ~positives).sum(1)  # (N,)
     return {k: float((rank < k).float().mean()) for k in ks}
+
+
+def same_content(z: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
+    """(N, N) bool: rows of L2-normalised embeddings ``z`` (N, E) that are the same point, i.e. came from
+    identical inputs (an encoder in eval mode maps equal inputs to equal embeddings)."""
+    return (z @ z.T) > 1.0 - tol
 
 
 def prototype_accuracy(queries: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, classes: int) -> float:

@@ -11,11 +11,11 @@ import torch
 import yaml
 from torch import nn
 
-from polymodal.data.dataset import build_data, pin_options
+from polymodal.data.dataset import build_data, check_shapes, pin_options
 from polymodal.pretrain.base import build_encoders
 from polymodal.pretrain.recipe import PretrainRecipe, pretrain_recipe_to_dict
 from polymodal.registry import OBJECTIVES
-from polymodal.train.checkpoint import atomic_write_text
+from polymodal.train.checkpoint import atomic_write_text, load_weights
 from polymodal.train.trainer import Callback, Trainer
 
 
@@ -84,3 +84,27 @@ def train_pretrain(recipe: PretrainRecipe, run: Path, resume: bool, callback: Ca
     return RunResult(
         run, test, fit.best_val, fit.best_epoch, fit.seconds, data.source, len(data.skipped), fit, trainer, data
     )
+
+
+def evaluate_pretrain(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
+    """Re-score a finished pretraining run's best weights on a split of its data with its objective's metrics
+    (e.g. after a metric changed; the run's files are not modified)."""
+    from polymodal.api import as_recipe
+    from polymodal.errors import CheckpointError, DataError
+
+    run = Path(run_dir)
+    for needed in ("recipe.yaml", "meta.json", "transforms.json", "weights.safetensors"):
+        if not (run / needed).is_file():
+            raise CheckpointError(f"{run} has no {needed}; give a finished pretraining run directory")
+    if split not in ("train", "val", "test"):
+        raise DataError(f"unknown split '{split}'; use train, val or test")
+    recipe = as_recipe(run / "recipe.yaml")
+    states = json.loads((run / "transforms.json").read_text(encoding="utf-8"))
+    meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
+    data = build_data(recipe.data_recipe(), transform_states=states)
+    check_shapes(data.splits["train"].shapes, meta["in_shapes"], data.source, str(meta.get("data_source")))
+    contexts = {name: t.context() for name, t in data.transforms.items()}
+    model = build_objective(recipe, data.splits["train"].shapes, contexts, data.transforms, data.classes)
+    load_weights(model, run / "weights.safetensors")
+    trainer = Trainer(model, recipe.trainer, run, recipe.seed)
+    return {"objective": recipe.objective.name, "split": split, **trainer.evaluate(data.splits[split].view())}
