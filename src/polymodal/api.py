@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -165,6 +166,9 @@ def train(
     """
     if not resume and run_dir is not None and distributed.restarted(Path(run_dir)):
         resume = True  # torchrun --max-restarts started this worker again after a failure: continue the run
+        if os.environ.get("RANK", "0") == "0":
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+            log.warning("torchrun restart %s: resuming %s from its last checkpoint", attempt, run_dir)
     if resume:
         if run_dir is None:
             raise CheckpointError("--resume needs the run directory to continue (--run-dir runs/NAME)")

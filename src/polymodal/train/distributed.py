@@ -20,6 +20,7 @@ deterministic in the seed) and the same model; then
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import sys
@@ -174,8 +175,25 @@ def from_env() -> Dist:
         name = backend()
         if name == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(name)
+        rank, attempt = int(os.environ["RANK"]), int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        if attempt == 0:
+            dist.init_process_group(name)
+        else:  # see attempt_store: the restarted group must not read the failed group's addresses
+            dist.init_process_group(name, store=attempt_store(attempt), rank=rank, world_size=world)
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
+
+
+def attempt_store(attempt: int) -> dist.Store:
+    """The rendezvous store seen through a prefix for this restart ``attempt``.
+
+    torchrun (``--max-restarts``) keeps one TCP store for all attempts and gives restarted workers no fresh
+    namespace in it, so a restarted gloo/NCCL group reads the failed group's peer addresses and cannot connect
+    (pytorch/pytorch#135712: "Gloo connectFullMesh failed ... Connection refused"). On one node every worker
+    gets the agent's restart count, so a prefix per attempt keeps the rounds apart.
+    """
+    timeout = dt.timedelta(minutes=10)
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"polymodal/attempt-{attempt}", client)
 
 
 def restarted(run_dir: Path) -> bool:
