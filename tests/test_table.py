@@ -72,3 +72,19 @@ def test_fetch_verifies_sha256_before_saving(server, tmp_path):
     assert not other.exists() and not list(Path(tmp_path / "out").glob(".*"))
     with pytest.raises(DataError, match="cannot download"):
         fetch(f"{server}/missing.txt", good, tmp_path / "out" / "m.txt")
+
+
+def test_only_file_cells_are_resolved_against_the_table_folder(tmp_path):
+    """A relative path in an image column is a file next to the table; a text cell is the text itself (it used
+    to become '/folder/red apple', whose path tokens then filled a text encoder's max_length)."""
+    import numpy as np
+
+    import polymodal.components  # noqa: F401 - registers the modalities
+    from polymodal.config import InputSpec
+    from polymodal.data.dataset import input_cells
+
+    frame = pd.DataFrame({"image": ["a.png"], "caption": ["red apple"]})
+    rows = np.arange(1)
+    image = input_cells(frame, InputSpec(name="image", modality="image", column="image"), rows, tmp_path)
+    text = input_cells(frame, InputSpec(name="caption", modality="text", column="caption"), rows, tmp_path)
+    assert image == [str(tmp_path / "a.png")] and text == ["red apple"]

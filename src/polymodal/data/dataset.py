@@ -205,7 +205,10 @@ def check_shapes(found: dict[str, tuple], expected: dict[str, Any], where: str, 
 
 def input_cells(frame: Any, spec: InputSpec, rows: np.ndarray, base_dir: Path | None) -> list[Any]:
     """The cells of one input for ``rows``: values (file paths made absolute), or per-row
-    ``{column: value}`` mappings when the input spans several columns."""
+    ``{column: value}`` mappings when the input spans several columns. Only a modality whose cells name files
+    (``Transform.files``) has its string cells resolved: text and tabular strings are values, not paths."""
+    if not MODALITIES.get(spec.modality).factory.files:
+        base_dir = None
     if spec.columns:
         return [{c: resolve_cell(frame[c].iat[i], base_dir) for c in spec.columns} for i in rows]
     return [resolve_cell(frame[spec.column].iat[i], base_dir) for i in rows]

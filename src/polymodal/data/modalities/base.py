@@ -32,6 +32,8 @@ def pixel_noise(x: torch.Tensor, mean: float, std: float, level: float, rng: np.
 class Transform:
     """Base class with the defaults; subclasses override what their modality needs."""
 
+    files = True  # a string cell names a file, relative to the table's folder (False: the text is the value)
+
     def __call__(self, value: Any) -> torch.Tensor:
         raise NotImplementedError
 

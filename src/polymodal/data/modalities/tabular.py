@@ -34,6 +34,8 @@ def is_missing(v: Any) -> bool:
 class TabularTransform(Transform):
     """Standardise numeric columns and index categorical ones with statistics fitted on the training split."""
 
+    files = False
+
     def __init__(self, categorical: list[str], nan_policy: str) -> None:
         self.categorical, self.nan_policy = list(categorical), nan_policy
         self.numeric: list[str] = []

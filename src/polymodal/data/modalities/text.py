@@ -90,6 +90,8 @@ def typos(text: str, rate: float, rng: np.random.Generator) -> str:
 class TextTransform(Transform):
     """Tokenise a text cell into (max_length,) ids with a vocabulary fitted on the training split."""
 
+    files = False
+
     def __init__(
         self,
         tokenizer: str,
