@@ -205,3 +205,15 @@ def test_text_conditioned_clipart_run(tmp_path):
     api.sample_gan(res.run_dir, tmp_path / "w.png", text=f"a {word}", n=3)
     with pytest.raises(api.PolymodalError, match="vocabulary"):
         api.sample_gan(res.run_dir, tmp_path / "w.png", text="zzzqqq")
+
+
+def test_an_rgb_grid_has_a_white_sheet_and_black_row_labels(tmp_path):
+    from polymodal.gan.sample import save_grid
+
+    images = torch.zeros(4, 3, 8, 8)  # mid-grey tiles (tanh range)
+    path = save_grid(images, ["red apple", "blue sky"], tmp_path / "g.png")
+    sheet = Image.open(path)
+    assert sheet.mode == "RGB" and sheet.getpixel((1, 1)) == (255, 255, 255)  # was (255, 0, 0): color=255
+    label = np.asarray(sheet)[:, :40]
+    dark = label.max(axis=-1) < 128  # grey-to-black on every channel: the (antialiased) black row label
+    assert dark.any() and (label[dark].std(axis=-1) < 1).all()

@@ -62,11 +62,11 @@ def save_grid(images: torch.Tensor, rows: list[str], path: Path, scale: int = 2,
     mode = "L" if c == 1 else "RGB"
     pad, cell_h, cell_w = 2, h * scale, w * scale
     margin = margin or min(160, 8 + 6 * max(len(r) for r in rows))
-    sheet = Image.new(mode, (margin + k * (cell_w + pad) + pad, len(rows) * (cell_h + pad) + pad), color=255)
+    sheet = Image.new(mode, (margin + k * (cell_w + pad) + pad, len(rows) * (cell_h + pad) + pad), color="white")
     draw = ImageDraw.Draw(sheet)
     for r, text in enumerate(rows):
         y = pad + r * (cell_h + pad)
-        draw.text((4, y + cell_h // 2 - 5), text[: (margin - 8) // 6], fill=0)
+        draw.text((4, y + cell_h // 2 - 5), text[: (margin - 8) // 6], fill="black")
         for j in range(k):
             tile = Image.fromarray(tiles[r * k + j], mode=mode).resize((cell_w, cell_h), Image.NEAREST)
             sheet.paste(tile, (margin + pad + j * (cell_w + pad), y))
