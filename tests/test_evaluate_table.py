@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,19 @@ def test_evaluate_cli_with_data_prints_metrics_and_writes_its_own_report(trained
     assert "evaluated on all 12 rows of unseen.csv" in page and "On all 12 rows of unseen.csv." in page
     after = (trained_run / "report.html").read_bytes() if (trained_run / "report.html").is_file() else None
     assert after == before  # the run's own report is untouched
+
+
+@pytest.mark.parametrize("kind", ["gan", "pretrain", "lm"])
+def test_data_on_a_run_that_is_not_a_multimodal_model_is_one_line(kind, tmp_path):
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    run = tmp_path / kind
+    run.mkdir()
+    (run / "meta.json").write_text(json.dumps({"kind": kind}))
+    (run / "recipe.yaml").write_text("name: x\n")
+    for command in ("evaluate", "report"):
+        res = CliRunner().invoke(app, [command, str(run), "--data", str(tmp_path / "t.csv")])
+        assert res.exit_code != 0
+        assert f"is a kind: {kind} run; --data is for multimodal models (drop --data)" in str(res.exception)

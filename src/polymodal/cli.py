@@ -201,6 +201,16 @@ def train(
     distributed.finish()
 
 
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Evaluate on every row of this CSV/Parquet/JSONL manifest (the run's input and label columns, "
+        "paths relative to it) instead of a split of the run's own data.",
+    ),
+]
+
+
 def run_kind(run_dir: Path) -> str | None:
     """meta.json's ``kind`` (lm, gan, pretrain; None for a multimodal model or no meta.json)."""
     meta = run_dir / "meta.json"
@@ -226,18 +236,12 @@ def evaluate(
     benchmark_dir: Annotated[
         Path | None, typer.Option("--benchmark", help="A `polymodal benchmark` folder to include in the report.")
     ] = None,
-    table: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Evaluate on every row of this CSV/Parquet/JSONL manifest (the run's input and label columns, "
-            "paths relative to it) instead of a split of the run's own data.",
-        ),
-    ] = None,
+    table: DataOption = None,
 ) -> None:
-    if (run_dir / "tokenizer.json").is_file():  # a language model: its validation text is the evaluation
-        if table is not None:
-            raise PolymodalError(f"{run_dir} is a language model; --data is for multimodal runs (drop --data)")
+    kind = "lm" if (run_dir / "tokenizer.json").is_file() else run_kind(run_dir)
+    if table is not None and kind is not None:
+        raise PolymodalError(f"{run_dir} is a kind: {kind} run; --data is for multimodal models (drop --data)")
+    if kind == "lm":  # a language model: its validation text is the evaluation
         path = api.report(run_dir) if report else None
         val = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("val", {})
         if as_json:
@@ -250,9 +254,7 @@ def evaluate(
         if path is not None:
             err.print(f"report: {path}")
         return
-    if run_kind(run_dir) == "pretrain":  # the objective's metrics (recall@K, zero-shot, masked accuracy)
-        if table is not None:
-            raise PolymodalError(f"{run_dir} is a pretraining run; --data is for multimodal runs (drop --data)")
+    if kind == "pretrain":  # the objective's metrics (recall@K, zero-shot, masked accuracy)
         from polymodal.pretrain.run import evaluate_pretrain
 
         m = evaluate_pretrain(run_dir, split)
@@ -262,9 +264,7 @@ def evaluate(
             shown = {k: v for k, v in m.items() if isinstance(v, float)}
             out.print(f"{split} {m['objective']}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
         return
-    if run_kind(run_dir) == "gan":  # a GAN: its quality figure was measured at the end of training; report the grids
-        if table is not None:
-            raise PolymodalError(f"{run_dir} is a GAN run; --data is for multimodal runs (drop --data)")
+    if kind == "gan":  # a GAN: its quality figure was measured at the end of training; report the grids
         path = api.report(run_dir) if report else None
         m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         if as_json:
@@ -331,14 +331,7 @@ def report(
         Path | None, typer.Option("--benchmark", help="A `polymodal benchmark` folder to include.")
     ] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Output file (default RUN/report.html).")] = None,
-    table: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Evaluate on every row of this CSV/Parquet/JSONL manifest (the run's input and label columns, "
-            "paths relative to it) instead of a split of the run's own data.",
-        ),
-    ] = None,
+    table: DataOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     setup_logging(verbose)

@@ -99,9 +99,9 @@ def load_run(run_dir: str | Path, split: str = "test", table: str | Path | None 
     if (run / "metrics.jsonl").is_file():
         lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         history = [json.loads(ln) for ln in lines if ln.strip()]
+    if table is not None and meta.get("kind"):
+        raise PolymodalError(f"{run} is a kind: {meta['kind']} run; --data is for multimodal models (drop --data)")
     if meta.get("kind") in ("lm", "gan"):  # read from the run's files; nothing to evaluate on a split
-        if table is not None:
-            raise PolymodalError(f"{run} is a {meta['kind'].upper()} run; --data is for multimodal runs (drop --data)")
         return RunView(run, meta["kind"], recipe, meta, metrics, history, "val" if meta["kind"] == "lm" else "test")
     kind = (meta.get("target") or {}).get("kind", "class")
     if not (run / "weights.safetensors").is_file():
