@@ -401,3 +401,18 @@ def test_an_onnx_graph_that_disagrees_with_the_model_is_refused(trained_run, mon
         create_app(trained_run, engine="onnx")
     with pytest.raises(PolymodalError, match="unknown engine 'tensorrt'; use one of: torch, onnx"):
         create_app(trained_run, engine="tensorrt")
+
+
+def test_onnx_engine_refuses_a_caption_head_in_one_line():
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
+    from types import SimpleNamespace
+
+    import torch
+
+    from polymodal.errors import ExportError
+    from polymodal.export.runtime import OnnxForward
+
+    captioner = torch.nn.Module()
+    captioner.head = SimpleNamespace(reduce=lambda z: z)  # what marks a decode-loop (caption) head
+    with pytest.raises(ExportError, match="caption head is a decode loop.*serve with --engine torch"):
+        OnnxForward(captioner, {"image": (1, 8, 8)})

@@ -38,7 +38,7 @@ class OnnxForward:
     ) -> None:
         require("onnx", "onnxscript", "onnxruntime")
         if hasattr(model.head, "reduce"):
-            raise ExportError("this run has a caption head (a decode loop), which ONNX does not cover; use torch")
+            raise ExportError("a caption head is a decode loop, which ONNX does not cover; serve with --engine torch")
         self.names = list(shapes)
         self.uses_present = len(self.names) > 1
         graph = GraphModel(model.eval(), self.names, self.uses_present)
