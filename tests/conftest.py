@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,20 @@ def trained_run(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     run = tmp_path_factory.mktemp("runs") / "tiny"
     api.train(tiny_recipe(manifest), run)
     return run
+
+
+def epochs_of(run: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl, one per finished epoch."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Every epoch's losses and the final test metrics agree (to float noise of a different summation order)."""
+    ea, eb = epochs_of(a), epochs_of(b)
+    assert [r["epoch"] for r in ea] == [r["epoch"] for r in eb]
+    for ra, rb in zip(ea, eb, strict=True):
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-4)
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-4)
+    ta = json.loads((a / "metrics.json").read_text())["test"]
+    tb = json.loads((b / "metrics.json").read_text())["test"]
+    assert ta["accuracy"] == tb["accuracy"] and ta["loss"] == pytest.approx(tb["loss"], abs=1e-4)

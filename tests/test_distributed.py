@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
-from conftest import tiny_recipe
+from conftest import assert_same_run, tiny_recipe
 from safetensors.torch import load_file, save_file
 
 from polymodal import api
@@ -147,28 +147,12 @@ def torchrun(log: Path, *args: str, restarts: int = 0) -> subprocess.Popen:
     )
 
 
-def epochs_of(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def wait_for_checkpoint(job: subprocess.Popen, run: Path, log: Path) -> None:
     deadline = time.monotonic() + 240  # generous: a busy shared machine can take a minute just to start Python
     while not (run / "checkpoints" / "latest").exists():
         assert job.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "no checkpoint within 240 s"
         time.sleep(0.01)
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    """Every epoch's losses and the final test metrics agree (to float noise of a different summation order)."""
-    ea, eb = epochs_of(a), epochs_of(b)
-    assert [r["epoch"] for r in ea] == [r["epoch"] for r in eb]
-    for ra, rb in zip(ea, eb, strict=True):
-        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-4)
-        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-4)
-    ta = json.loads((a / "metrics.json").read_text())["test"]
-    tb = json.loads((b / "metrics.json").read_text())["test"]
-    assert ta["accuracy"] == tb["accuracy"] and ta["loss"] == pytest.approx(tb["loss"], abs=1e-4)
 
 
 @pytest.fixture(scope="module")
