@@ -12,6 +12,7 @@ demo: $(VENV)/.installed
 	$(BIN)/polymodal train
 
 test: $(VENV)/.installed
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-all: $(VENV)/.installed

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 from polymodal import api
-from polymodal.federated.fedavg import train_federated
 
 
 def main() -> None:
@@ -25,24 +24,27 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmark/federated"))
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override key=value")
     args = ap.parse_args()
-    base = api.as_recipe(args.recipe, tuple(args.overrides))
+    base = api.load_recipe(args.recipe, tuple(args.overrides))
     epochs = base.trainer.epochs
     rows = []
     for i, alpha in enumerate([None, *(float(a) for a in args.alphas.split(","))]):
         run = args.out / f"run{i}"
         if not (run / "metrics.json").is_file():  # rerunning skips finished runs
             if alpha is None:
-                api.train(api.as_recipe(args.recipe, tuple(args.overrides)), run)
+                api.train(api.load_recipe(args.recipe, tuple(args.overrides)), run)
             else:
-                fed = [f"federated={{clients: {args.clients}, alpha: {alpha}, rounds: {epochs}, local_epochs: 1}}"]
-                train_federated(api.as_recipe(args.recipe, tuple(args.overrides + fed)), run)
+                fed = [
+                    "kind=federated",
+                    f"federated={{clients: {args.clients}, alpha: {alpha}, rounds: {epochs}, local_epochs: 1}}",
+                ]
+                api.train(api.load_recipe(args.recipe, tuple(args.overrides + fed)), run)
         record = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         if alpha is None:
             label, best = f"centralised, {epochs} epochs", f"epoch {record['best_epoch']}"
         else:
             sizes = record["federated"]["client_sizes"]
             label = f"FedAvg, {args.clients} clients, α = {alpha:g} (shards {min(sizes)}–{max(sizes)})"
-            best = f"round {record['best_round']}"
+            best = f"round {record.get('best_epoch', record.get('best_round'))}"
         rows.append(
             f"| {label} | {record['test']['accuracy']:.4f} | {record['test']['macro_f1']:.4f} | {best} | "
             f"{record['train_seconds']:.0f} |"

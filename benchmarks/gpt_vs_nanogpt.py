@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from polymodal.gpt.lm import load_lm, read_corpus
+from polymodal.kinds.lm.data import read_corpus
+from polymodal.kinds.lm.run import LMRun
 
 TARGET = 1.88
 HERE = Path(__file__).resolve().parent
@@ -46,7 +47,8 @@ def run(cmd: list[str], threads: int) -> str:
 @torch.no_grad()
 def full_val_loss(run_dir: Path, text: str, block: int = 64) -> float:
     """polymodal's best weights scored on the peer's windows (the last 10% of the text, 64 characters)."""
-    model, tok, _ = load_lm(run_dir)
+    lm = LMRun(run_dir)
+    model, tok = lm.model, lm.tokenizer
     val = torch.tensor(tok.encode(text[int(len(text) * 0.9) :]), dtype=torch.long)
     n = (len(val) - 1) // block
     x, y = val[: n * block].view(n, block), val[1 : n * block + 1].view(n, block)
@@ -67,8 +69,13 @@ def main() -> None:
     text, source = read_corpus("tinyshakespeare")
     load = os.getloadavg()[0]
 
-    lines = [json.loads(ln) for ln in run([sys.executable, str(HERE / "nanogpt_peer.py"), "--data", source,
-                                           "--threads", str(args.threads)], args.threads).splitlines()]
+    lines = [
+        json.loads(ln)
+        for ln in run(
+            [sys.executable, str(HERE / "nanogpt_peer.py"), "--data", source, "--threads", str(args.threads)],
+            args.threads,
+        ).splitlines()
+    ]
     evals = [ln for ln in lines if "iter" in ln]
     final = next(ln for ln in lines if ln.get("final"))
     peer = {
@@ -81,8 +88,20 @@ def main() -> None:
 
     run_dir = out / "polymodal_run"
     t0 = time.perf_counter()
-    run([sys.executable, "-m", "polymodal", "train", args.recipe, "--run-dir", str(run_dir),
-         "--set", f"trainer.threads={args.threads}"], args.threads)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "polymodal",
+            "train",
+            args.recipe,
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            f"trainer.threads={args.threads}",
+        ],
+        args.threads,
+    )
     wall = time.perf_counter() - t0
     rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     ours = {
@@ -106,8 +125,10 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for name, r in (("nanoGPT (peer)", peer), ("polymodal", ours)):
-        table.append(f"| {name} | {fmt(r['seconds_to_target'])} | {r['train_seconds']:.1f} | "
-                     f"{r['last_val_estimate']:.4f} | {r['full_val_loss']:.4f} |")
+        table.append(
+            f"| {name} | {fmt(r['seconds_to_target'])} | {r['train_seconds']:.1f} | "
+            f"{r['last_val_estimate']:.4f} | {r['full_val_loss']:.4f} |"
+        )
     if peer["seconds_to_target"] and ours["seconds_to_target"]:
         ratio = ours["seconds_to_target"] / peer["seconds_to_target"]
         table.append(f"\ntime to target, polymodal / nanoGPT: {ratio:.2f}")

@@ -16,8 +16,8 @@ import time
 import torch
 
 from polymodal.gpt.generate import generate
-from polymodal.gpt.lm import load_lm
 from polymodal.gpt.model import GPT, GPTConfig
+from polymodal.kinds.lm.run import LMRun
 
 
 def main() -> None:
@@ -30,7 +30,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.run:
-        model, tok, _ = load_lm(args.run)
+        lm = LMRun(args.run)
+        model, tok = lm.model, lm.tokenizer
         prompt = torch.tensor([tok.encode("\n")])
         where = args.run
     else:

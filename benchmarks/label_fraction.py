@@ -28,7 +28,7 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         for variant, extra in (("scratch", ["init_from=null"]), ("pretrained", [])):
-            recipe = api.as_recipe(args.recipe, (*args.overrides, f"seed={seed}", *extra))
+            recipe = api.load_recipe(args.recipe, (*args.overrides, f"seed={seed}", *extra))
             res = api.train(recipe, out / f"{variant}-seed{seed}")
             rows.append(
                 {

@@ -57,7 +57,7 @@ def example(run: Path) -> tuple[np.ndarray, object, str]:
     from polymodal import api
     from polymodal.registry import DATASETS
 
-    recipe = api.as_recipe(run / "recipe.yaml")
+    recipe = api.load_recipe(run / "recipe.yaml")
     options = recipe.data.options
     import dataclasses
 
@@ -233,7 +233,7 @@ def train_quick(folder: Path) -> Path:
     from polymodal import api
 
     run = folder / "avdigits-1epoch"
-    recipe = api.as_recipe("avdigits", ("trainer.epochs=1", "trainer.threads=1"))
+    recipe = api.load_recipe("avdigits", ("trainer.epochs=1", "trainer.threads=1"))
     api.train(recipe, run)
     return run
 

@@ -32,7 +32,7 @@ def main() -> None:
         if (run / "metrics.json").is_file():  # rerunning skips finished runs
             record = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         else:
-            api.train(api.as_recipe(args.recipe, tuple(args.overrides + extra)), run)
+            api.train(api.load_recipe(args.recipe, tuple(args.overrides + extra)), run)
             record = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         dp = record.get("privacy") or {}
         privacy = f"{dp['noise_multiplier']:.3f} | {dp['epsilon']:.2f}" if dp else "0 | ∞"
@@ -42,8 +42,11 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     table = "\n".join(
-        ["| training | noise multiplier σ | ε (δ = 1e-5) | test accuracy | macro F1 | best epoch | train s |",
-         "|---|---|---|---|---|---|---|", *rows]
+        [
+            "| training | noise multiplier σ | ε (δ = 1e-5) | test accuracy | macro F1 | best epoch | train s |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
     )
     (args.out / "privacy.md").write_text(table + "\n", encoding="utf-8")
     print(table)

@@ -25,8 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished run with a text input (any kind but lm)")
     run = parser.parse_args().run
-    recipe = api.as_recipe(run / "recipe.yaml")
-    states = json.loads((run / "transforms.json").read_text(encoding="utf-8"))
+    recipe = api.load_recipe(run / "recipe.yaml")
+    states = json.loads((run / "transforms.json").read_text(encoding="utf-8"))  # the run's fitted vocabularies
     data = build_data(getattr(recipe, "data_recipe", lambda: recipe)(), transform_states=states)
     for spec in recipe.inputs:
         if spec.modality != "text":

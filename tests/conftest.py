@@ -102,3 +102,22 @@ def assert_same_run(a: Path, b: Path) -> None:
     ta = json.loads((a / "metrics.json").read_text())["test"]
     tb = json.loads((b / "metrics.json").read_text())["test"]
     assert ta["accuracy"] == tb["accuracy"] and ta["loss"] == pytest.approx(tb["loss"], abs=1e-4)
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """``polymodal ARGS`` in this process, through the same ``main`` as the installed command: (exit status,
+    stdout, stderr)."""
+    from polymodal.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return int(done.value.code or 0), out, err
+
+
+def one_error_line(code: int, err: str) -> str:
+    """The single ``error:`` line a refused command printed (exit status 2, no traceback)."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    return lines[0]

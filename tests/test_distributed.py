@@ -19,9 +19,10 @@ from conftest import assert_same_run, tiny_recipe
 from safetensors.torch import load_file, save_file
 
 from polymodal import api
-from polymodal.train import distributed, trainer
-from polymodal.train.checkpoint import weight_tensors
-from polymodal.train.distributed import Dist
+from polymodal.storage import weight_tensors
+from polymodal.training import distributed, trainer
+from polymodal.training.distributed import Dist
+from polymodal.training.evaluator import Evaluator
 
 WORLD = 2
 RUN_FILES = {"recipe.yaml", "meta.json", "transforms.json", "metrics.jsonl", "metrics.json", "weights.safetensors"}
@@ -90,7 +91,7 @@ def worker(rank: int, port: int, recipe: dict, run: Path, out: Path) -> None:
     Dist.train_batches, trainer.load_weights = recording, before_best_weights
     res = api.train(recipe, run)
     # the same weights scored by one process over the whole test split, for comparison with the sharded result
-    alone = trainer.Trainer(res.trainer.model, res.trainer.cfg, out, 0).evaluate(res.data.splits["test"])
+    alone = Evaluator(res.model, 128).evaluate(res.data.splits["test"])
     rows = sorted(i for b in batches[-1] for i in b)
     report = {
         "rows": rows,

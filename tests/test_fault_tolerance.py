@@ -13,10 +13,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from polymodal import storage
 from polymodal.errors import CheckpointError
-from polymodal.train import checkpoint
-from polymodal.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from polymodal.train.distributed import Dist, epoch_order
+from polymodal.storage import save_weights
+from polymodal.training import checkpoint
+from polymodal.training.checkpoint import load_checkpoint, save_checkpoint
+from polymodal.training.distributed import Dist, epoch_order
 
 
 class Killed(BaseException):
@@ -50,7 +52,7 @@ def die_at(monkeypatch: pytest.MonkeyPatch, k: int) -> list[int]:
         return inner
 
     monkeypatch.setattr(checkpoint, "save_file", wrap(checkpoint.save_file))
-    monkeypatch.setattr(checkpoint, "_fsync_file", wrap(checkpoint._fsync_file))
+    monkeypatch.setattr(checkpoint, "fsync_file", wrap(checkpoint.fsync_file))
     monkeypatch.setattr(checkpoint, "atomic_write_text", wrap(checkpoint.atomic_write_text))
     monkeypatch.setattr(checkpoint.os, "replace", wrap(checkpoint.os.replace))
     monkeypatch.setattr(checkpoint.shutil, "rmtree", wrap(checkpoint.shutil.rmtree))
@@ -120,7 +122,7 @@ def test_save_weights_killed_midway_keeps_the_previous_weights(tmp_path, monkeyp
         Path(filename).write_bytes(b"\0" * 100)  # half a file, then the process dies
         raise Killed
 
-    monkeypatch.setattr(checkpoint, "save_file", torn_write)
+    monkeypatch.setattr(storage, "save_file", torn_write)
     with pytest.raises(Killed):
         save_weights(new, path)
     kept = load_file(str(path))

@@ -13,10 +13,13 @@ from conftest import tiny_recipe
 from safetensors.torch import load_file
 
 from polymodal import api
-from polymodal.config import parse_recipe
 from polymodal.errors import ConfigError
-from polymodal.federated import dirichlet_split, label_histogram
-from polymodal.federated.fedavg import train_federated
+from polymodal.kinds.federated import dirichlet_split, label_histogram
+
+
+def train_federated(raw: dict, run_dir: Path) -> api.RunResult:
+    """A supervised recipe trained as ``kind: federated`` (what ``polymodal federated`` does)."""
+    return api.train({**raw, "kind": "federated"}, run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,7 @@ def test_federated_errors_are_one_line(manifest: Path, tmp_path: Path) -> None:
         ({"clientz": 3}, "did you mean 'clients'"),
     ]:
         with pytest.raises(ConfigError, match=match) as exc:
-            parse_recipe({**raw, "federated": fed})
+            api.load_recipe({**raw, "kind": "federated", "federated": fed})
         assert "\n" not in str(exc.value)
     with pytest.raises(ConfigError, match="not combined"):
         train_federated(tiny_recipe(manifest, privacy={"noise_multiplier": 1.0}), tmp_path / "x")

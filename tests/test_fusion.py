@@ -7,7 +7,6 @@ import itertools
 import pytest
 import torch
 
-import polymodal.components  # noqa: F401
 from polymodal.fusion.base import masked_softmax
 from polymodal.fusion.lowrank import lowrank_product
 from polymodal.fusion.tensor import tensor_product

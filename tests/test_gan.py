@@ -22,7 +22,7 @@ from polymodal.data.datasets.clipart import clipart_dir
 from polymodal.errors import ConfigError
 from polymodal.gan.condition import BagOfWords, example_condition
 from polymodal.gan.losses import gradient_penalty
-from polymodal.gan.recipe import parse_gan_recipe
+from polymodal.kinds.gan.recipe import parse_gan_recipe
 from polymodal.registry import CRITICS, GENERATORS
 
 
@@ -150,8 +150,8 @@ def test_short_mnist_run_writes_grids_checkpoints_and_resumes(tmp_path):
     assert grid.height == 10 * (28 * 2 + 2) + 2  # ten rows: one per digit
     # the classifier is an ordinary run on the GAN's split (the 1,000 test digits), reported for reference
     clf = json.loads((run / "classifier" / "metrics.json").read_text())
-    assert res.test["classifier_test_accuracy"] == clf["test"]["accuracy"] and clf["test"]["n"] == 1000
-    assert res.test["generated_images"] == 50 and 0 <= res.test["conditional_accuracy"] <= 1
+    assert res.metrics["classifier_test_accuracy"] == clf["test"]["accuracy"] and clf["test"]["n"] == 1000
+    assert res.metrics["generated_images"] == 50 and 0 <= res.metrics["conditional_accuracy"] <= 1
     assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-0000004", "step-0000006"]
 
     # Resume from the mid-epoch checkpoint (step 4 of 6, written every 2 steps) as after a kill: the last two
@@ -160,7 +160,7 @@ def test_short_mnist_run_writes_grids_checkpoints_and_resumes(tmp_path):
     (run / "checkpoints" / "latest").write_text("step-0000004\n")
     shutil.rmtree(run / "checkpoints" / "step-0000006")
     again = api.train(None, run, resume=True)
-    assert again.test["generator_steps"] == 6
+    assert again.metrics["generator_steps"] == 6
     resumed = load_file(str(run / "weights.safetensors"))
     assert all(torch.allclose(final[k], resumed[k], atol=1e-6) for k in final)
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
@@ -177,7 +177,7 @@ def test_short_mnist_run_writes_grids_checkpoints_and_resumes(tmp_path):
     # evaluate: the quality figure measured at the end of training, and the report's GAN section
     out = CliRunner().invoke(app, ["evaluate", str(run)])
     assert out.exit_code == 0, out.output
-    assert f"conditional accuracy {res.test['conditional_accuracy']:.4f} over 50 generated images" in out.output
+    assert f"conditional accuracy {res.metrics['conditional_accuracy']:.4f} over 50 generated images" in out.output
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "Generated images" in page and "one row per class" in page and "WGAN-GP" in page
     assert page.count("<img") == 4  # curves, final grid, grids of epochs 1 and 2

@@ -115,7 +115,6 @@ def test_caption_head_writes_the_word_for_a_sound(manifest, tmp_path):
 def test_caption_head_conditionings_decode_with_the_cache_as_without(conditioning):
     import torch
 
-    import polymodal.components  # noqa: F401
     from polymodal.registry import HEADS
 
     torch.manual_seed(0)

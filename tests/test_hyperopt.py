@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_recipe
 from typer.testing import CliRunner
 
-from polymodal.config import load_recipe
+from polymodal.api import load_recipe
 from polymodal.errors import ConfigError
 
 hp = pytest.importorskip("polymodal.hyperopt")

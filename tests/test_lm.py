@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from polymodal import api
 from polymodal.cli import app
 from polymodal.errors import ConfigError, DataError
-from polymodal.gpt.lm import load_lm
 from polymodal.gpt.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
+from polymodal.kinds.lm.run import LMRun
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +67,12 @@ def test_pretrain_then_generate(corpus, tmp_path):
     epochs = [json.loads(line) for line in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
     vocab = json.loads((res.run_dir / "meta.json").read_text())["model"]["vocab_size"]
     assert epochs[0]["val_loss"] < math.log(vocab) and epochs[-1]["val_loss"] < epochs[0]["val_loss"]
-    model, tok, _ = load_lm(res.run_dir)
+    lm = LMRun(res.run_dir)
+    model, tok = lm.model, lm.tokenizer
     ids = torch.tensor([tok.encode("The ")])
     # weights tied in the model are saved once and re-tied on load
     assert model.lm_head.weight is model.wte.weight
-    assert torch.allclose(model(ids)[0], res.trainer.model.gpt.eval()(ids)[0], atol=1e-5)
+    assert torch.allclose(model(ids)[0], res.model.gpt.eval()(ids)[0], atol=1e-5)
     out = CliRunner().invoke(
         app, ["generate", str(res.run_dir), "--prompt", "The ", "--max-tokens", "40", "--seed", "1"]
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polymodal.evaluate.metrics import classification_metrics
+from polymodal.metrics.metrics import classification_metrics
 
 sk = pytest.importorskip("sklearn.metrics")
 

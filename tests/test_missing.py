@@ -13,6 +13,7 @@ from conftest import tiny_recipe
 from polymodal import api
 from polymodal.data.dataset import collate, is_missing
 from polymodal.errors import DataError
+from polymodal.training.evaluator import Evaluator
 
 
 @pytest.mark.parametrize("cell", [None, float("nan"), "", "   ", pd.NA, {"a": None, "b": math.nan}])
@@ -53,7 +54,7 @@ def test_training_with_empty_audio_cells(manifest, tmp_path):
     test = res.data.splits["test"]
     flags = [test[i][1]["audio"] for i in range(len(test))]
     assert 0 < flags.count(False) < len(flags)  # some test rows really lack audio
-    assert res.trainer.evaluate(test)["accuracy"] == pytest.approx(res.test["accuracy"])
+    assert Evaluator(res.model).evaluate(test)["accuracy"] == pytest.approx(res.test["accuracy"])
 
 
 def test_an_input_empty_in_every_training_row_is_refused(manifest, tmp_path):

@@ -11,21 +11,20 @@ import torch
 from conftest import mnist_digits
 from safetensors.torch import load_file
 
-import polymodal.components  # noqa: F401  (registers every built-in component)
 from polymodal import api
 from polymodal.config import parse_recipe
+from polymodal.contracts import ModelOutput
 from polymodal.data.datasets.clipart import clipart_dir
 from polymodal.data.modalities.audio import AudioTransform
 from polymodal.data.modalities.text import TextTransform
 from polymodal.data.table import label_subset
 from polymodal.errors import CheckpointError, ConfigError
-from polymodal.evaluate.retrieval import prototype_accuracy, recall_at_k, same_content
+from polymodal.kinds.supervised.init_from import init_encoders
+from polymodal.metrics.retrieval import prototype_accuracy, recall_at_k, same_content
 from polymodal.model import build_model
 from polymodal.pretrain.clip import info_nce
-from polymodal.pretrain.init import init_encoders
 from polymodal.pretrain.mae import patch_mask
 from polymodal.pretrain.mlm import mask_tokens
-from polymodal.pretrain.run import evaluate_pretrain
 from polymodal.registry import ENCODERS, OBJECTIVES
 
 
@@ -273,13 +272,13 @@ def test_clip_learns_to_pair_speech_with_images_of_the_same_digit():
     batch = {"image": img, "audio": aud}
     model.eval()
     with torch.no_grad():
-        z = model(batch)
-        before = float(model.loss(z[:32], yi[:32]))
+        z = model(batch).logits
+        before = float(model.loss(ModelOutput(z[:32]), yi[:32]))
     assert abs(before - math.log(32)) < 0.5  # untrained: near chance
     fit_steps(model, batch, yi, 40, 3e-3)
     model.eval()
     with torch.no_grad():
-        after = float(model.loss(model(batch)[:32], yi[:32]))
+        after = float(model.loss(ModelOutput(model(batch).logits[:32]), yi[:32]))
         m = model.metrics(model.reduce(model(batch)).numpy(), yi.numpy())
     assert after < before - 0.3, (before, after)
     assert m["prototype_accuracy_image"] > 0.2 and m["prototype_accuracy_audio"] > 0.2  # chance 0.1
@@ -326,7 +325,7 @@ def test_pretrain_run_writes_the_usual_run_directory(pretrained):
     for f in ("recipe.yaml", "meta.json", "transforms.json", "weights.safetensors", "metrics.jsonl", "metrics.json"):
         assert (run / f).is_file(), f
     assert res.test["objective"] == "mae" and res.test["masked_mse"] > 0
-    assert isinstance(api.as_recipe(run / "recipe.yaml"), type(api.as_recipe(pretrain_recipe(run))))  # reloads
+    assert isinstance(api.load_recipe(run / "recipe.yaml"), type(api.load_recipe(pretrain_recipe(run))))  # reloads
 
 
 def test_evaluate_rescores_a_pretraining_run_as_training_did(pretrained):
@@ -335,7 +334,7 @@ def test_evaluate_rescores_a_pretraining_run_as_training_did(pretrained):
     from polymodal.cli import app
 
     run, res = pretrained
-    again = evaluate_pretrain(run)
+    again = api.evaluate(run)
     assert again["objective"] == "mae" and again["masked_mse"] == pytest.approx(res.test["masked_mse"], rel=1e-5)
     out = CliRunner().invoke(app, ["evaluate", str(run), "--split", "val"])
     assert out.exit_code == 0, out.output
@@ -409,14 +408,14 @@ def test_label_subset_is_stratified_and_seeded():
 def test_pretrain_recipe_errors(manifest):
     base = pretrain_recipe(manifest)
     with pytest.raises(ConfigError, match="unknown key 'fusion'"):
-        api.as_recipe({**base, "fusion": "concat"})
+        api.load_recipe({**base, "fusion": "concat"})
     two = {**base, "inputs": base["inputs"] * 1 + [{"name": "audio", "modality": "audio", "encoder": "audio_cnn"}]}
     with pytest.raises(ConfigError, match="objective mae takes 1 input, the recipe has 2"):
-        api.as_recipe(two)
+        api.load_recipe(two)
     with pytest.raises(ConfigError, match="unknown pretraining objective 'mea' — did you mean 'mae'"):
-        api.as_recipe({**base, "objective": "mea"})
+        api.load_recipe({**base, "objective": "mea"})
     with pytest.raises(ConfigError, match="monitor must be loss"):
-        api.as_recipe({**base, "trainer": {"monitor": "accuracy"}})
+        api.load_recipe({**base, "trainer": {"monitor": "accuracy"}})
     with pytest.raises(ConfigError, match="data.label_fraction: bad value 0"):
         parse_recipe({**downstream_recipe(manifest, "x"), "data": {"table": "x.csv", "label_fraction": 0}})
 
@@ -446,5 +445,5 @@ def test_clip_prompts_zero_shot_on_clipart_titles():
     labels = torch.tensor([classes.index(c) for c in frame["category"]])
     model.eval()
     with torch.no_grad():
-        m = model.metrics(model({"image": images, "title": titles}).numpy(), labels.numpy())
+        m = model.metrics(model({"image": images, "title": titles}).logits.numpy(), labels.numpy())
     assert "zero_shot_accuracy_image" in m and m["accuracy"] == m["zero_shot_accuracy_image"]

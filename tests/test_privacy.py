@@ -14,7 +14,8 @@ from conftest import mnist_digits, tiny_recipe
 from torch import nn
 
 from polymodal import api
-from polymodal.config import load_recipe, parse_recipe
+from polymodal.api import load_recipe
+from polymodal.config import parse_recipe
 from polymodal.errors import ConfigError
 from polymodal.privacy import PrivacyConfig, epsilon, noise_for_epsilon
 from polymodal.privacy.accountant import ORDERS, rdp

@@ -16,16 +16,15 @@ import torch
 from PIL import Image
 from test_lm import lm_recipe
 
-import polymodal.components  # noqa: F401  (registers every component)
 from polymodal import api
 from polymodal.errors import ConfigError
-from polymodal.evaluate.roc import macro_auc, one_vs_rest, roc_auc, roc_curve
 from polymodal.explain.attention import attention_weights, capture_attention, token_importance
 from polymodal.explain.saliency import gradient_x_input, modality_shares
+from polymodal.metrics.roc import macro_auc, one_vs_rest, roc_auc, roc_curve
 from polymodal.model import MultimodalModel
 from polymodal.registry import ENCODERS, FUSIONS, HEADS
 from polymodal.report import build_report
-from polymodal.train.tensorboard import TensorBoardLog
+from polymodal.training.tensorboard import TensorBoardLog
 
 # ---------------------------------------------------------------- ROC / AUC
 

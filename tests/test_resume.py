@@ -16,16 +16,16 @@ from conftest import assert_same_run, epochs_of, tiny_recipe
 from torch import nn
 
 from polymodal import api
-from polymodal.config import load_recipe
+from polymodal.api import load_recipe
 from polymodal.errors import CheckpointError
 from polymodal.model import build_model
-from polymodal.train.checkpoint import (
+from polymodal.training.checkpoint import (
     load_checkpoint,
     optimizer_from_flat,
     optimizer_to_flat,
     save_checkpoint,
 )
-from polymodal.train.optim import build_optimizer
+from polymodal.training.optim import build_optimizer
 
 
 def cli(*args: str, **kw) -> subprocess.Popen:

@@ -320,9 +320,10 @@ def test_generate_whole_and_streamed(lm_run):
     import torch
 
     from polymodal.gpt.generate import generate
-    from polymodal.gpt.lm import load_lm
+    from polymodal.kinds.lm.run import LMRun
 
-    model, tok, _ = load_lm(lm_run)
+    lm = LMRun(lm_run)
+    model, tok = lm.model, lm.tokenizer
     want = tok.decode(generate(model, torch.tensor([tok.encode("The ")]), 40, temperature=0.0))
     with Running(create_app(lm_run)) as running, httpx.Client(base_url=running.url, timeout=60) as c:
         assert c.get("/metadata").json()["kind"] == "lm"

@@ -79,7 +79,6 @@ def test_only_file_cells_are_resolved_against_the_table_folder(tmp_path):
     to become '/folder/red apple', whose path tokens then filled a text encoder's max_length)."""
     import numpy as np
 
-    import polymodal.components  # noqa: F401 - registers the modalities
     from polymodal.config import InputSpec
     from polymodal.data.dataset import input_cells
 

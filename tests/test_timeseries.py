@@ -138,7 +138,7 @@ def test_basicmotions_recipe_trains_and_predicts(tmp_path):
     import json
 
     from polymodal import api
-    from polymodal.config import load_recipe
+    from polymodal.api import load_recipe
 
     recipe = load_recipe(
         "basicmotions", ["trainer.epochs=4", "inputs.accel.encoder.width=8", "inputs.gyro.encoder.width=8"]

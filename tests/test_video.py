@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from polymodal.data.datasets.fsdd import fsdd_dir
-from polymodal.data.datasets.video_digits import VideoDigits, moving_digit, write_mp4
+from polymodal.data.datasets.video_digits import VideoDigits
 from polymodal.data.modalities.audio import AudioTransform
-from polymodal.data.modalities.video import VideoTransform, read_video_audio
+from polymodal.data.modalities.video import VideoTransform, moving_digit, read_video_audio, write_mp4
 from polymodal.errors import DataError
 
 

@@ -26,8 +26,11 @@ import torch
 import yaml
 
 from polymodal.config import Recipe, parse_recipe, recipe_to_dict
+from polymodal.data.dataset import collate
 from polymodal.errors import ConfigError
+from polymodal.kinds.base import train
 from polymodal.registry import FUSIONS
+from polymodal.training.evaluator import Evaluator, modality_ablation
 
 LEVELS = (0.0, 0.25, 0.5, 1.0)
 # Variants of one registered fusion worth a row of their own in "all".
@@ -36,7 +39,6 @@ VARIANTS = ("late:combine=vote", "late:combine=learned", "transformer:bottleneck
 
 def fusion_specs(names: str) -> list[str]:
     """``all`` -> every registered fusion plus :data:`VARIANTS`; else the comma-separated list, checked."""
-    import polymodal.components  # noqa: F401
 
     if names.strip() == "all":
         return [*FUSIONS.names(), *VARIANTS]
@@ -77,8 +79,6 @@ def variants(recipe: Recipe, specs: list[str], unimodal: bool) -> list[tuple[str
 
 def latency_ms(model: torch.nn.Module, ds: Any, n: int = 50) -> float:
     """Median time of one forward pass for a single example (batch 1, no grad), over ``n`` test examples."""
-    from polymodal.data.dataset import collate
-
     model.eval()
     times = []
     with torch.no_grad():
@@ -93,27 +93,27 @@ def latency_ms(model: torch.nn.Module, ds: Any, n: int = 50) -> float:
 
 def run_one(raw: dict[str, Any], run_dir: str, levels: tuple[float, ...]) -> dict[str, Any]:
     """Train one model (in a worker process) and measure it; returns one result row."""
-    from polymodal import api
-
-    res = api.train(parse_recipe(raw), run_dir)
-    assert res.trainer is not None and res.data is not None and res.fit is not None
-    trainer, test = res.trainer, res.data.splits["test"]
+    recipe = parse_recipe(raw)
+    res = train(recipe, run_dir)
+    assert res.model is not None and res.data is not None and res.fit is not None
+    model, test = res.model, res.data.splits["test"]
+    evaluator = Evaluator(model, max(recipe.trainer.batch_size, 128))
     names = list(test.columns)
     noise = {
-        name: {str(lv): trainer.evaluate(test.view(corruption=(name, lv, raw["seed"])))["accuracy"] for lv in levels}
+        name: {str(lv): evaluator.evaluate(test.view(corruption=(name, lv, raw["seed"])))["accuracy"] for lv in levels}
         for name in names
     }
     fit = res.fit
     return {
         "accuracy": res.test["accuracy"],
         "macro_f1": res.test["macro_f1"],
-        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "parameters": sum(p.numel() for p in model.parameters()),
         "epochs": fit.epochs_run,
         "seconds_per_epoch": fit.step_seconds / max(1, fit.epochs_run),
         "samples_per_second": fit.samples / max(fit.step_seconds, 1e-9),
-        "latency_ms": latency_ms(trainer.model, test),
+        "latency_ms": latency_ms(model, test),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "missing": api.modality_ablation(trainer, test),
+        "missing": modality_ablation(evaluator, test),
         "noise": noise,
         "data": res.data_source,
     }

@@ -26,9 +26,9 @@ class CheckpointError(PolymodalError):
     """A run directory or checkpoint is missing, incomplete or incompatible."""
 
 
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """Return ``" — did you mean 'x'?"`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+def suggest(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
+    """Return ``" — did you mean 'x'?"`` for the closest choice (similarity at least ``cutoff``), or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
     return f" — did you mean '{close[0]}'?" if close else ""
 
 

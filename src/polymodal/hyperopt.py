@@ -25,10 +25,11 @@ from typing import Any
 
 import yaml
 
-from polymodal import api
-from polymodal.config import Recipe, apply_overrides, parse_dataclass, read_recipe_yaml, recipe_to_dict
+from polymodal.config import Recipe, recipe_to_dict
 from polymodal.errors import ConfigError, PolymodalError
-from polymodal.train.checkpoint import atomic_write_text
+from polymodal.kinds.base import read_recipe, train
+from polymodal.schema import parse_dataclass
+from polymodal.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +111,9 @@ def suggest(trial: Any, key: str, spec: ParamSpec) -> Any:
 def trial_recipe(recipe: str | Path | dict, overrides: list[str], values: dict[str, Any]) -> Recipe:
     """The recipe with ``--set`` overrides and one trial's values applied, validated."""
     sets = [*overrides, *(f"{k}={json.dumps(v)}" for k, v in values.items())]
-    if isinstance(recipe, dict):
-        parsed = api.as_recipe(apply_overrides(copy.deepcopy(recipe), sets))
-    else:
-        raw, _ = read_recipe_yaml(recipe)
-        if raw.get("kind") == "lm":
-            raise ConfigError("hyperopt searches classification recipes, not language models (kind: lm)")
-        parsed = api.as_recipe(recipe, tuple(sets))
+    parsed = read_recipe(recipe, tuple(sets))
+    if not isinstance(parsed, Recipe) or parsed.kind != "supervised":
+        raise ConfigError(f"hyperopt searches supervised recipes; this recipe is kind: {parsed.kind}")
     return parsed
 
 
@@ -178,7 +175,7 @@ def search(
                     raise optuna.TrialPruned()
 
         try:
-            res = api.train(parsed, out / "trials" / f"trial-{trial.number:03d}", callback=report)
+            res = train(parsed, out / "trials" / f"trial-{trial.number:03d}", callback=report)
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 1))
         return float(res.best_val[monitor])

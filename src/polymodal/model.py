@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from polymodal.config import Recipe
+from polymodal.contracts import ModelOutput
 from polymodal.data.targets import num_outputs
 from polymodal.registry import ENCODERS, FUSIONS, HEADS
 
@@ -34,13 +35,13 @@ class MultimodalModel(nn.Module):
         self.fusion = fusion
         self.head = head
         self.modality_dropout = modality_dropout
-        self._present: dict[str, torch.Tensor] | None = None
 
     def embed(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: enc(inputs[name]) for name, enc in self.encoders.items()}
 
-    def forward(self, inputs: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits (B, K). ``present``: optional ``{input: (B,) bool}``; a False input is treated as missing."""
+    def forward(self, inputs: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None) -> ModelOutput:
+        """The head's logits (B, K), the presence flags used, and the per-input logits of fusions that train one
+        classifier per input. ``present``: optional ``{input: (B,) bool}``; a False input is treated as missing."""
         embeddings = self.embed(inputs)
         if self.training and self.modality_dropout > 0 and len(embeddings) > 1:
             b = next(iter(embeddings.values())).shape[0]
@@ -54,30 +55,32 @@ class MultimodalModel(nn.Module):
                 k: torch.where(present[k].view(-1, *([1] * (e.ndim - 1))), e, torch.zeros((), dtype=e.dtype))
                 for k, e in embeddings.items()
             }
-        self._present = present
-        return self.head(self.fusion(embeddings, present))
+        if hasattr(self.fusion, "forward_with_aux"):
+            fused, aux = self.fusion.forward_with_aux(embeddings, present)
+        else:
+            fused, aux = self.fusion(embeddings, present), {}
+        return ModelOutput(self.head(fused), present, aux)
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
         """The head's loss, plus (in training) the per-modality losses of fusions that keep unimodal
         classifiers (late, stacking), each over the samples where that modality was present."""
-        loss = self.head.loss(logits, target)
+        loss = self.head.loss(out.logits, target)
         weight = getattr(self.fusion, "unimodal_loss", 0.0)
-        per: dict[str, torch.Tensor] = getattr(self.fusion, "unimodal_logits", {})
-        if not (self.training and weight and per):
+        if not (self.training and weight and out.aux):
             return loss
         extra = []
-        for k, lg in per.items():
-            rows = self._present[k] if self._present is not None else slice(None)
+        for k, lg in out.aux.items():
+            rows = out.present[k] if out.present is not None else slice(None)
             if lg[rows].shape[0]:
                 extra.append(self.head.loss(lg[rows], target[rows]))
         return loss + weight * torch.stack(extra).mean() if extra else loss
 
-    def reduce(self, logits: torch.Tensor) -> torch.Tensor:
+    def reduce(self, out: ModelOutput) -> torch.Tensor:
         """What evaluation keeps of a batch's output: the logits as float32, or what the head keeps (a caption
         head decodes its text here)."""
         if hasattr(self.head, "reduce"):
-            return self.head.reduce(logits)
-        return logits.float()
+            return self.head.reduce(out.logits)
+        return out.logits.float()
 
     def metrics(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         """The head's metrics over a whole split."""

@@ -30,7 +30,7 @@ def build_transforms(inputs: list[InputSpec]) -> dict[str, Any]:
     return {s.name: MODALITIES.build(s.modality, s.preprocessing) for s in inputs}
 
 
-def load_table(recipe: Recipe, base: Path | None = None) -> Table:
+def load_table(recipe: Recipe) -> Table:
     """The recipe's examples: a built-in dataset or a manifest file (paths relative to the manifest)."""
     data = recipe.data
     if data.dataset is not None:
@@ -40,8 +40,6 @@ def load_table(recipe: Recipe, base: Path | None = None) -> Table:
             table.label = data.label
     else:
         path = Path(data.table)
-        if not path.is_absolute() and base is not None:
-            path = base / path
         label = data.label or "label"
         table = Table(read_table(path), label=label, base_dir=path.parent, split=data.split_column)
         table.require([data.split_column] if data.split_column else [], f"table {path}")
@@ -232,6 +230,7 @@ class DataBundle:
     skipped: list[dict[str, Any]]
     label: str = "label"  # the label column (multi-task: see ``target``)
     pinned: dict[str, Any] = dataclasses.field(default_factory=dict)  # see Table.pinned
+    data_hash: str = ""  # Table.content_hash of the rows the splits came from
 
 
 def pin_options(recipe: R, data: DataBundle) -> R:
@@ -263,7 +262,6 @@ def screen(ds: ExampleDataset, split: str, on_error: str) -> tuple[ExampleDatase
 
 def build_data(
     recipe: Recipe,
-    base: Path | None = None,
     transform_states: dict[str, Any] | None = None,
     target_info: dict[str, Any] | None = None,
 ) -> DataBundle:
@@ -271,13 +269,12 @@ def build_data(
     split as an :class:`ExampleDataset`; rows are screened up front (``data.on_error``) when cached.
 
     Args:
-        recipe: The validated recipe.
-        base: Folder that a relative ``data.table`` is relative to.
+        recipe: The validated recipe (a relative ``data.table`` was resolved when it was read).
         transform_states: Fitted transform states (a finished run's, or a pretrained encoder's) for the inputs
             they name; those inputs skip fitting, the others are fitted on the training rows.
         target_info: A finished run's target info, checked against the data's.
     """
-    table = load_table(recipe, base)
+    table = load_table(recipe)
     frame = table.frame
     split_seed = recipe.seed if recipe.data.split_seed is None else recipe.data.split_seed
     kind = HEADS.get(recipe.head.name).factory.TARGET
@@ -328,7 +325,9 @@ def build_data(
     source = table.source or recipe.data.dataset or str(recipe.data.table)
     log.info("data %s: %s", source, {k: len(v) for k, v in splits.items()})
     classes = target.get("classes") or [f"{t['column']}" for t in target.get("tasks", [])]
-    return DataBundle(splits, classes, target, transforms, source, skipped, table.label, table.pinned)
+    return DataBundle(
+        splits, classes, target, transforms, source, skipped, table.label, table.pinned, table.content_hash()
+    )
 
 
 def build_table_data(

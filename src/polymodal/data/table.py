@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,19 @@ class Table:
                 f"{where} has no column {', '.join(repr(c) for c in missing)} "
                 f"(columns: {', '.join(map(str, self.frame.columns))}); fix the recipe's column names"
             )
+
+    def content_hash(self) -> str:
+        """``sha256:...`` of the table's contents (column names and every cell, arrays by their bytes), so a run
+        records which version of its data it saw; files a cell names are not read (their paths are hashed)."""
+        h = hashlib.sha256()
+        for name in self.frame.columns:
+            h.update(f"\x00{name}\x00".encode())
+            for cell in self.frame[name].tolist():
+                if isinstance(cell, np.ndarray):
+                    h.update(f"{cell.dtype}{cell.shape}".encode() + np.ascontiguousarray(cell).tobytes())
+                else:
+                    h.update(repr(cell).encode() + b"\x01")
+        return "sha256:" + h.hexdigest()
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -17,16 +17,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from polymodal.contracts import ModelOutput
+
 
 def first_embedding(encoder: nn.Module) -> nn.Embedding | None:
     return next((m for m in encoder.modules() if isinstance(m, nn.Embedding)), None)
 
 
-def saliency_score(model: nn.Module, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def saliency_score(model: nn.Module, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
     """One scalar whose gradient is the attribution target, summed over the batch (samples are independent
     in eval mode, so each sample's gradient is its own)."""
     if getattr(model.head, "TARGET", None) == "class":
-        return out.float().gather(1, out.argmax(1, keepdim=True)).sum()
+        logits = out.logits.float()
+        return logits.gather(1, logits.argmax(1, keepdim=True)).sum()
     return -model.loss(out, target) * len(target)
 
 

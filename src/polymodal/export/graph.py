@@ -29,4 +29,4 @@ class GraphModel(nn.Module):
         if self.uses_present:
             *xs, mask = xs  # mask (B, M) bool
             present = {k: mask[:, i] for i, k in enumerate(self.names)}
-        return self.model(dict(zip(self.names, xs, strict=True)), present)  # (B, K)
+        return self.model(dict(zip(self.names, xs, strict=True)), present).logits  # (B, K)

@@ -21,15 +21,17 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from polymodal.api import Predictor
 from polymodal.data.dataset import collate
-from polymodal.errors import CheckpointError, ExportError
+from polymodal.errors import ExportError
 from polymodal.export.graph import GraphModel
 from polymodal.export.measure import latency_ms, outputs, positional, sizes
 from polymodal.export.onnx import PRESENT, OnnxModel, export_onnx, require
 from polymodal.export.prune import prune_global, sparsity
 from polymodal.export.quantize import quantize_onnx, quantize_torch
-from polymodal.train.checkpoint import atomic_write_text, weight_tensors
+from polymodal.kinds.base import require_verb
+from polymodal.kinds.supervised.predictor import Predictor
+from polymodal.runs import RunDir
+from polymodal.storage import atomic_write_text, weight_tensors
 
 FORMATS = ("onnx",)
 QUANTIZE = ("int8",)
@@ -66,17 +68,9 @@ def default_name(quantize: str | None, prune: float | None) -> str:
 
 def load_exportable(run: Path) -> Predictor:
     """The run's predictor, or a one-line reason why its model cannot be one ONNX graph."""
-    if not run.is_dir():
-        raise CheckpointError(
-            f"run directory {run} does not exist; give a finished run (polymodal train ... --run-dir)"
-        )
-    meta_file = run / "meta.json"
-    if meta_file.is_file() and json.loads(meta_file.read_text(encoding="utf-8")).get("kind") == "lm":
-        raise ExportError(
-            f"{run} is a language model: generation is a token-by-token decode loop, which export does not "
-            "cover; export a classification, multi-label or multi-task run"
-        )
-    predictor = Predictor(run)
+    rundir = RunDir(run)
+    require_verb(rundir, "export", ExportError)  # a language model's or GAN's refusal: what export is for
+    predictor = Predictor(rundir)
     if hasattr(predictor.model.head, "reduce"):
         raise ExportError(
             f"{run} has a caption head: its text comes from a greedy decode loop with a KV cache, which export "

@@ -31,8 +31,8 @@ class LateFusion(nn.Module):
     learned softmax over modalities; ``vote`` trains like ``mean`` but at inference takes the majority of the
     per-modality argmaxes (ties broken by the mean probability), returned as log vote shares.
 
-    Each classifier also gets its own loss (``unimodal_logits``, weighted by ``unimodal_loss``), so every
-    modality's decision stands on its own, as decision-level fusion assumes.
+    Each classifier also gets its own loss (on the logits ``forward_with_aux`` returns, weighted by
+    ``unimodal_loss``), so every modality's decision stands on its own, as decision-level fusion assumes.
 
     Args:
         in_dims: ``{modality: D_m}`` of each encoder output.
@@ -53,21 +53,25 @@ class LateFusion(nn.Module):
         self.classifiers = linear_per_modality(in_dims, num_outputs)
         self.scores = nn.Parameter(torch.zeros(len(self.keys))) if combine == "learned" else None
         self.out_dim = num_outputs
-        self.unimodal_logits: dict[str, torch.Tensor] = {}
 
     def forward(
         self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
+        return self.forward_with_aux(embeddings, present)[0]
+
+    def forward_with_aux(
+        self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The fused (B, K) scores and each modality's own (B, K) logits (trained by their own loss)."""
         per = {k: self.classifiers[k](self.drop(pooled(embeddings[k]))) for k in self.keys}  # each (B, K)
-        self.unimodal_logits = per
         z = torch.stack([per[k] for k in self.keys], dim=1)  # (B, M, K)
         w = presence(self.keys, present, z)  # (B, M)
         if self.scores is not None:
             alpha = masked_softmax(self.scores.to(z.dtype).expand_as(w), w)
-            return (z * alpha.unsqueeze(-1)).sum(1)
+            return (z * alpha.unsqueeze(-1)).sum(1), per
         if self.combine == "vote" and not self.training:
             votes = nn.functional.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)  # (B, M, K)
             share = (votes * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
             tiebreak = masked_mean(z.softmax(-1), w) * 1e-3  # < one vote, so it only orders equal counts
-            return torch.log(share + tiebreak + 1e-9)
-        return masked_mean(z, w)  # (B, K)
+            return torch.log(share + tiebreak + 1e-9), per
+        return masked_mean(z, w), per  # (B, K)

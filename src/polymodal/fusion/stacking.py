@@ -27,9 +27,9 @@ class StackingFusion(nn.Module):
     """Base classifiers (B, D_m) -> (B, K) per modality; a meta-classifier maps their log-probabilities and
     presence flags (B, M·K + M) to (B, K).
 
-    As in stacked generalisation the base classifiers learn only from their own loss (``unimodal_logits``):
-    the meta-classifier sees their outputs detached, so it learns how far to trust each modality (and what
-    to do when one is missing) without bending the base classifiers toward itself.
+    As in stacked generalisation the base classifiers learn only from their own loss (on the logits
+    ``forward_with_aux`` returns): the meta-classifier sees their outputs detached, so it learns how far to trust
+    each modality (and what to do when one is missing) without bending the base classifiers toward itself.
 
     Args:
         in_dims: ``{modality: D_m}`` of each encoder output.
@@ -55,13 +55,17 @@ class StackingFusion(nn.Module):
             else nn.Linear(width, num_outputs)
         )
         self.out_dim = num_outputs
-        self.unimodal_logits: dict[str, torch.Tensor] = {}
 
     def forward(
         self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
+        return self.forward_with_aux(embeddings, present)[0]
+
+    def forward_with_aux(
+        self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The fused (B, K) scores and each modality's own (B, K) logits (trained by their own loss)."""
         per = {k: self.classifiers[k](self.drop(pooled(embeddings[k]))) for k in self.keys}  # each (B, K)
-        self.unimodal_logits = per
         w = presence(self.keys, present, per[self.keys[0]])  # (B, M)
         decisions = [per[k].detach().log_softmax(-1) * w[:, i : i + 1] for i, k in enumerate(self.keys)]
-        return self.meta(torch.cat([*decisions, w], dim=-1))  # (B, K)
+        return self.meta(torch.cat([*decisions, w], dim=-1)), per  # (B, K)

@@ -1,1 +1,1 @@
-"""Conditional GANs trained with WGAN-GP (``kind: gan`` recipes): generators, critics, loop and scoring."""
+"""Conditional GAN components (``kind: gan`` trains them with WGAN-GP): generators, critics, losses, sampling."""

@@ -1,22 +1,15 @@
-"""Build, load and sample a conditional GAN; save sample grids (one row per condition) as PNG."""
+"""A conditional GAN's two networks together, sampling them, and sample grids (one row per condition) as PNG."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image, ImageDraw
 from torch import nn
 
-from polymodal.errors import CheckpointError, DataError
-from polymodal.gan.condition import BagOfWords
-from polymodal.gan.recipe import GANRecipe, parse_gan_recipe
-from polymodal.registry import CRITICS, GENERATORS
-from polymodal.train.checkpoint import atomic_write_text, load_weights
+from polymodal.registry import CRITICS, GENERATORS, ComponentSpec
 
 
 class GAN(nn.Module):
@@ -27,10 +20,14 @@ class GAN(nn.Module):
         self.generator, self.critic = generator, critic
 
 
-def build_gan(recipe: GANRecipe, image_shape: tuple[int, int, int], cond_kind: str, cond_dim: int) -> GAN:
+def build_gan(
+    generator: ComponentSpec, critic: ComponentSpec, image_shape: tuple[int, ...], cond_kind: str, cond_dim: int
+) -> GAN:
+    """The registered generator and critic a recipe chose, for images of ``image_shape`` (C, H, W) and
+    conditions of ``cond_kind`` (``label``: class indices; ``text``: bag-of-words vectors of ``cond_dim``)."""
     context = {"image_shape": tuple(image_shape), "cond_kind": cond_kind, "cond_dim": cond_dim}
-    g = GENERATORS.build(recipe.generator.name, recipe.generator.params, **context)
-    d = CRITICS.build(recipe.critic.name, recipe.critic.params, **context)
+    g = GENERATORS.build(generator.name, generator.params, **context)
+    d = CRITICS.build(critic.name, critic.params, **context)
     return GAN(g, d)
 
 
@@ -75,56 +72,3 @@ def save_grid(images: torch.Tensor, rows: list[str], path: Path, scale: int = 2,
     sheet.save(tmp)
     tmp.replace(path)
     return path
-
-
-class GANRun:
-    """A finished (or checkpointed) GAN run, ready to sample: ``GANRun(dir).sample(label="7", n=16)``."""
-
-    def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
-        for needed in ("recipe.yaml", "meta.json", "weights.safetensors"):
-            if not (self.run_dir / needed).is_file():
-                raise CheckpointError(f"{self.run_dir} has no {needed}; give a GAN run directory")
-        self.meta = json.loads((self.run_dir / "meta.json").read_text(encoding="utf-8"))
-        if self.meta.get("kind") != "gan":
-            raise CheckpointError(f"{self.run_dir} is not a GAN run (kind {self.meta.get('kind', 'classifier')!r})")
-        raw = yaml.safe_load((self.run_dir / "recipe.yaml").read_text(encoding="utf-8"))
-        self.recipe = parse_gan_recipe(raw, str(self.run_dir / "recipe.yaml"))
-        vocab = self.run_dir / "vocab.json"
-        self.bow = BagOfWords.from_state(json.loads(vocab.read_text(encoding="utf-8"))) if vocab.is_file() else None
-        self.classes: list[str] = self.meta["classes"]
-        self.gan = build_gan(self.recipe, self.meta["image_shape"], self.meta["condition"], self.meta["cond_dim"])
-        load_weights(self.gan, self.run_dir / "weights.safetensors")
-        self.gan.eval()
-
-    def condition(self, label: str | None = None, text: str | None = None) -> torch.Tensor:
-        """One condition (1,) or (1, V) from a class name or a caption; errors say what this run takes."""
-        kind = self.meta["condition"]
-        if kind == "label":
-            if label is None or text is not None:
-                raise DataError(f"this run is conditioned on a class: give --label (one of {', '.join(self.classes)})")
-            if str(label) not in self.classes:
-                raise DataError(f"unknown label {label!r}; this run knows {', '.join(self.classes)}")
-            return torch.tensor([self.classes.index(str(label))])
-        if text is None or label is not None:
-            raise DataError("this run is conditioned on text: give --text 'a caption'")
-        assert self.bow is not None
-        if not self.bow.known(text):
-            some = ", ".join(list(self.bow.index)[:12])
-            raise DataError(f"no word of {text!r} is in this run's vocabulary; try words such as {some}")
-        return self.bow.encode([text])
-
-    def sample(self, label: str | None = None, text: str | None = None, n: int = 16, seed: int = 0) -> torch.Tensor:
-        """(n, C, H, W) images in [-1, 1] for one condition."""
-        c = self.condition(label, text)
-        return generate(self.gan.generator, c.expand(n, *c.shape[1:]).contiguous(), seed)
-
-    def save_sample(
-        self, out: str | Path, label: str | None = None, text: str | None = None, n: int = 16, seed: int = 0
-    ) -> Path:
-        images = self.sample(label, text, n, seed)
-        return save_grid(images, [str(label if label is not None else text)], Path(out))
-
-
-def write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2))

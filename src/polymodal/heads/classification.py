@@ -12,7 +12,7 @@ from pydantic import Field
 from torch import nn
 
 from polymodal.data.targets import num_outputs
-from polymodal.evaluate.metrics import classification_metrics
+from polymodal.metrics.metrics import classification_metrics
 from polymodal.registry import HEADS
 
 

@@ -12,9 +12,11 @@ from pydantic import Field
 from torch import nn
 
 from polymodal.data.targets import num_outputs, task_size
-from polymodal.evaluate.metrics import classification_metrics
+from polymodal.errors import ConfigError
 from polymodal.heads.classification import projection
+from polymodal.metrics.metrics import classification_metrics
 from polymodal.registry import HEADS
+from polymodal.schema import parse_dataclass
 
 
 @dataclass
@@ -35,8 +37,6 @@ class MultiTaskConfig:
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
     def __post_init__(self) -> None:
-        from polymodal.config import ConfigError, parse_dataclass
-
         self.tasks = [t if isinstance(t, TaskSpec) else parse_dataclass(TaskSpec, t, "head.tasks") for t in self.tasks]
         if not self.tasks:
             raise ConfigError("head.tasks: list at least one task, e.g. [{column: digit}, {column: speaker}]")

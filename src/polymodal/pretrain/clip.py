@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from polymodal.evaluate.retrieval import prototype_accuracy, recall_at_k, same_content
+from polymodal.contracts import ModelOutput
+from polymodal.metrics.retrieval import prototype_accuracy, recall_at_k, same_content
 from polymodal.registry import OBJECTIVES
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clips the learnt scale at 100 to keep training stable
@@ -67,6 +68,10 @@ class ContrastiveAlignment(nn.Module):
     """
 
     INPUTS = 2
+    EXAMPLE_INPUTS: list[dict[str, Any]] = [
+        {"name": "image", "modality": "image", "encoder": {"name": "image_cnn", "width": 4, "out_dim": 16}},
+        {"name": "audio", "modality": "audio", "encoder": {"name": "audio_cnn", "width": 4, "out_dim": 16}},
+    ]
 
     def __init__(
         self,
@@ -107,17 +112,19 @@ class ContrastiveAlignment(nn.Module):
         """(B, ...) input -> (B, E) L2-normalised embedding in the shared space."""
         return F.normalize(self.heads[name](self.encoders[name](x)).float(), dim=-1)
 
-    def forward(self, inputs: dict[str, torch.Tensor], present: Any = None) -> torch.Tensor:
-        return torch.cat([self.embed(k, inputs[k]) for k in self.names], dim=1)  # (B, 2E)
+    def forward(self, inputs: dict[str, torch.Tensor], present: Any = None) -> ModelOutput:
+        """Both inputs' embeddings side by side, (B, 2E)."""
+        return ModelOutput(torch.cat([self.embed(k, inputs[k]) for k in self.names], dim=1))
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
 
-    def loss(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        z = out.logits
         return info_nce(z[:, : self.embed_dim], z[:, self.embed_dim :], self.scale())
 
-    def reduce(self, z: torch.Tensor) -> torch.Tensor:
-        return z.float()
+    def reduce(self, out: ModelOutput) -> torch.Tensor:
+        return out.logits.float()
 
     @torch.no_grad()
     def metrics(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:

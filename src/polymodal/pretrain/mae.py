@@ -73,6 +73,13 @@ class MaskedPatchModel(MaskingObjective):
     """
 
     INPUTS = 1
+    # The encoder's pooled projection (hidden states -> one vector) is not used here: MAE/MLM train the per-token
+    # states, and a downstream model that starts from them trains the projection itself.
+    UNTRAINED_ENCODER_PARTS = ("proj",)
+    # The contract test's inputs (tests/test_contracts.py): tiny, and with per-token states MAE reconstructs.
+    EXAMPLE_INPUTS: list[dict[str, Any]] = [
+        {"name": "image", "modality": "image", "encoder": {"name": "image_vit", "patch": 7, "width": 16, "heads": 2}}
+    ]
 
     def __init__(
         self,

@@ -84,6 +84,17 @@ class MaskedLanguageModel(MaskingObjective):
     """
 
     INPUTS = 1
+    # The encoder's pooled projection (hidden states -> one vector) is not used here: MAE/MLM train the per-token
+    # states, and a downstream model that starts from them trains the projection itself.
+    UNTRAINED_ENCODER_PARTS = ("proj",)
+    EXAMPLE_INPUTS: list[dict[str, Any]] = [
+        {
+            "name": "text",
+            "modality": "text",
+            "preprocessing": {"vocab_size": 300, "max_length": 16},
+            "encoder": {"name": "text_transformer", "width": 16, "heads": 2, "layers": 1, "out_dim": 16},
+        }
+    ]
 
     def __init__(
         self,

@@ -25,10 +25,10 @@ from torch.func import functional_call, grad_and_value, vmap
 from torch.utils._pytree import tree_map
 from torch.utils.data import Dataset
 
+from polymodal.config import PrivacyConfig
 from polymodal.data.dataset import collate
 from polymodal.errors import ConfigError
 from polymodal.privacy.accountant import epsilon, noise_for_epsilon
-from polymodal.privacy.config import PrivacyConfig
 
 
 def check_per_example(model: nn.Module) -> None:
@@ -65,7 +65,7 @@ class _ExampleLoss(nn.Module):
             return t.unsqueeze(0)
 
         out = self.model(tree_map(one, inputs), None if present is None else tree_map(one, present))
-        return self.model.loss(out, tree_map(one, target))
+        return self.model.loss(out, tree_map(one, target))  # out: the model's typed output (ModelOutput)
 
 
 class DPSGD:

@@ -16,15 +16,25 @@ from pathlib import Path
 
 import torch
 
-from polymodal.report import attention, benchmark, classification, contribution, curves, gan, generation, heads
+from polymodal.report import (
+    attention,
+    benchmark,
+    classification,
+    contribution,
+    curves,
+    final,
+    gan,
+    generation,
+    heads,
+)
 from polymodal.report.header import cards, pipeline, subtitle
 from polymodal.report.page import Section, render_page
 from polymodal.report.run import RunView, load_run
-from polymodal.train.checkpoint import atomic_write_text
+from polymodal.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-SECTIONS = (curves, classification, heads, generation, gan, attention, contribution)
+SECTIONS = (curves, final, classification, heads, generation, gan, attention, contribution)
 
 
 def build_report(
@@ -71,8 +81,7 @@ def write_report(view: RunView, benchmark_dir: str | Path | None = None, out: st
     )
     page = render_page(view.name, subtitle(view), pipeline(view), cards(view), sections, footer)
     path = Path(out) if out is not None else view.run_dir / "report.html"
-    atomic_write_text(path, page)
-    path.chmod(0o644)  # a report is for sharing (the temporary file it was written to is private)
+    atomic_write_text(path, page)  # 0644: a report is for sharing
     log.info("report written to %s", path)
     return path
 

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 from polymodal.report.page import Markup, Section, esc, note, table
-from polymodal.report.run import RunView, read_json
+from polymodal.report.run import RunView
+from polymodal.storage import read_json
 
 
 def find(view: RunView, where: Path | None) -> Path | None:

@@ -10,7 +10,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from polymodal.evaluate.roc import macro_auc, one_vs_rest
+from polymodal.metrics.roc import macro_auc, one_vs_rest
 from polymodal.report.page import PALETTE, Section, figure, note, png, table
 from polymodal.report.run import RunView
 

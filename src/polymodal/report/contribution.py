@@ -12,6 +12,7 @@ from polymodal.report.examples import pick
 from polymodal.report.overlay import draw, heat_for, text_html
 from polymodal.report.page import PALETTE, Section, esc, figure, note, png, table
 from polymodal.report.run import RunView
+from polymodal.training.evaluator import Evaluator, modality_ablation
 
 SALIENCY_ROWS = 256  # examples averaged for the modality shares (enough for a stable mean, fast on CPU)
 
@@ -23,11 +24,8 @@ def ablation(view: RunView) -> dict[str, float]:
         return saved
     if view.dataset is None:
         return {}
-    from polymodal.api import modality_ablation
-    from polymodal.train.trainer import Trainer
-
     p = view.predictor
-    return modality_ablation(Trainer(p.model, p.recipe.trainer, view.run_dir, p.recipe.seed), view.dataset)
+    return modality_ablation(Evaluator(p.model, max(p.recipe.trainer.batch_size, 128)), view.dataset)
 
 
 def shares(view: RunView) -> dict[str, float]:

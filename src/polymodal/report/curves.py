@@ -20,34 +20,40 @@ def section(view: RunView) -> Section | None:
         return Section("curves", "Learning curves", note("This run has no metrics.jsonl (no epoch finished)."))
     monitor = (view.recipe.get("trainer") or {}).get("monitor", "accuracy")
     epochs = [r["epoch"] for r in h]
-    best = view.metrics.get("best_epoch")
+    unit = "round" if "round" in h[0] else "epoch"  # a federated run's epochs are communication rounds
+
+    def series(key: str) -> tuple[list[int], list[float]]:
+        """The epochs that have a number under ``key``, and those numbers (rows may lack a key or hold None)."""
+        pts = [(e, r[key]) for e, r in zip(epochs, h, strict=True) if isinstance(r.get(key), (int, float))]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    best = view.metrics.get("best_epoch", view.metrics.get("best_round"))  # best_round: federated, schema 1
     lm = view.kind == "lm"
     panels = ["loss", "metric", "lr"]
     fig, axes = plt.subplots(1, len(panels), figsize=(13.5, 3.4))
     for ax in axes:
         style(ax)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(unit)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best:
             ax.axvline(best, color="#9aa5b1", linestyle=":", linewidth=1.2)
-    axes[0].plot(epochs, [r["train_loss"] for r in h], "-o", ms=3, color=PALETTE[0], label="train")
-    axes[0].plot(epochs, [r["val_loss"] for r in h], "-o", ms=3, color=PALETTE[1], label="validation")
+    axes[0].plot(*series("train_loss"), "-o", ms=3, color=PALETTE[0], label="train")
+    axes[0].plot(*series("val_loss"), "-o", ms=3, color=PALETTE[1], label="validation")
     axes[0].set(title="loss" + (" (nats per token)" if lm else ""), ylabel="loss")
     axes[0].legend(frameon=False)
     if lm:  # a language model monitors loss; perplexity is its more familiar reading
-        axes[1].plot(epochs, [math.exp(r["val_loss"]) for r in h], "-o", ms=3, color=PALETTE[2])
+        x, loss = series("val_loss")
+        axes[1].plot(x, [math.exp(v) for v in loss], "-o", ms=3, color=PALETTE[2])
         axes[1].set(title="validation perplexity", ylabel="exp(loss)")
     else:
         key = "val_loss" if monitor == "loss" else f"val_{monitor}"
         shown = key if monitor != "loss" else "val_accuracy"  # loss is already in the first panel
-        values = [r.get(shown) for r in h]
-        if all(v is not None for v in values):
-            axes[1].plot(epochs, values, "-o", ms=3, color=PALETTE[2])
+        axes[1].plot(*series(shown), "-o", ms=3, color=PALETTE[2])
         name = shown.removeprefix("val_").replace("_", " ")
         head_kind = {"text": " (exact match)", "multilabel": " (exact set)"}.get(view.kind, "")
         axes[1].set(title=f"validation {name}{head_kind}" + ("  · monitored" if shown == key else ""), ylabel=name)
-    axes[2].plot(epochs, [r["lr"] for r in h], "-", color=PALETTE[3])
-    axes[2].set(title="learning rate (end of epoch)", ylabel="lr")
+    axes[2].plot(*series("lr"), "-", color=PALETTE[3])
+    axes[2].set(title=f"learning rate (end of {unit})", ylabel="lr")
     fig.tight_layout()
-    text = f"{len(h)} epochs; dotted line: best epoch ({best}), whose weights the run keeps (monitor: {monitor})."
+    text = f"{len(h)} {unit}s; dotted line: best {unit} ({best}), whose weights the run keeps (monitor: {monitor})."
     return Section("curves", "Learning curves", note(text) + png(fig, "learning curves"))

@@ -59,7 +59,7 @@ def progress(view: RunView) -> str:
 
 
 def quality(view: RunView) -> str:
-    m = view.metrics
+    m = view.scores
     if m.get("conditional_accuracy") is None or not m.get("per_class"):
         return note(
             "No quality figure: it needs class labels and a classifier (evaluation.classifier); a text-conditioned "

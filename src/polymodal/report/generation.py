@@ -53,9 +53,11 @@ def lm_samples(view: RunView, count: int = 3, tokens: int = 240) -> tuple[list[t
     """``count`` sampled continuations (temperature 0.8, top-k 40, seed 0) of prompts cut from the
     validation text; prompts fall back to a newline when the corpus is not available."""
     from polymodal.gpt.generate import generate
-    from polymodal.gpt.lm import load_lm, read_corpus
+    from polymodal.kinds.lm.data import read_corpus
+    from polymodal.kinds.lm.run import LMRun
 
-    model, tokenizer, _ = load_lm(view.run_dir)
+    lm = LMRun(view.run_dir)
+    model, tokenizer = lm.model, lm.tokenizer
     data = view.recipe.get("data") or {}
     try:
         text, _ = read_corpus(data.get("corpus", "tinyshakespeare"))
@@ -78,7 +80,7 @@ def lm_samples(view: RunView, count: int = 3, tokens: int = 240) -> tuple[list[t
 
 
 def language_model(view: RunView) -> Section:
-    s = view.metrics.get("val", {})
+    s = view.scores
     loss = s.get("loss")
     rows = [
         ["validation loss (nats/token)", loss],

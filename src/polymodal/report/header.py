@@ -8,6 +8,8 @@ from typing import Any
 from polymodal.report.page import card
 from polymodal.report.run import RunView
 
+TARGET_KINDS = ("class", "multilabel", "multitask", "text")  # what the head of a supervised model predicts
+
 
 def component(spec: Any) -> str:
     """``name`` of a recipe component given as a string or a mapping with ``name``."""
@@ -33,6 +35,8 @@ def pipeline(view: RunView) -> str:
             f"{c.get('name')} critic, WGAN-GP"
         )
     inputs = " + ".join(f"{s['name']} [{component(s.get('encoder'))}]" for s in r.get("inputs", []))
+    if view.kind not in TARGET_KINDS:  # e.g. pretraining: encoders trained by an objective
+        return f"{inputs} → {component(r.get('objective', view.kind))}"
     target = view.meta.get("target") or {}
     what = {
         "class": f"{len(target.get('classes', []))} classes",
@@ -72,11 +76,11 @@ def cards(view: RunView) -> list[str]:
         out += [card("val loss (nats/token)", loss), card("perplexity", math.exp(loss) if loss else None)]
         out.append(card("token accuracy", s.get("accuracy")))
     elif view.kind == "gan":
-        if view.metrics.get("conditional_accuracy") is not None:
-            out.append(card("conditional accuracy", view.metrics["conditional_accuracy"]))
-            out.append(card("classifier on real images", view.metrics.get("classifier_test_accuracy")))
-        if view.metrics.get("generator_steps") is not None:
-            out.append(card("generator steps", view.metrics["generator_steps"]))
+        if s.get("conditional_accuracy") is not None:
+            out.append(card("conditional accuracy", s["conditional_accuracy"]))
+            out.append(card("classifier on real images", s.get("classifier_test_accuracy")))
+        if s.get("generator_steps") is not None:
+            out.append(card("generator steps", s["generator_steps"]))
     elif view.kind == "text":
         out.append(card(f"{view.split} exact match", s.get("accuracy")))
         out += [
@@ -84,6 +88,8 @@ def cards(view: RunView) -> list[str]:
             for key, label in (("bleu4", "BLEU-4"), ("rouge_l", "ROUGE-L"), ("cider", "CIDEr"))
             if key in s
         ]
+    elif view.kind not in TARGET_KINDS:  # any other kind of run: its final numbers
+        out += [card(f"{view.split} {k.replace('_', ' ')}", v) for k, v in s.items() if isinstance(v, float)][:4]
     else:
         label = "exact-set accuracy" if view.kind == "multilabel" else "accuracy"
         out.append(card(f"{view.split} {label}", s.get("accuracy")))

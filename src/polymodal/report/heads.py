@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from polymodal.evaluate.roc import one_vs_rest
+from polymodal.metrics.roc import one_vs_rest
 from polymodal.report.classification import class_block, per_class_table, roc_figure, softmax
 from polymodal.report.page import PALETTE, Section, figure, note, png, table
 from polymodal.report.run import RunView

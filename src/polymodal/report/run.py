@@ -8,7 +8,6 @@ predictions show that note while the others still render from the saved files.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from polymodal.errors import CheckpointError, PolymodalError
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({exc}); re-run `polymodal evaluate` on a finished run") from None
+from polymodal.errors import PolymodalError
+from polymodal.kinds.base import for_run
+from polymodal.runs import RunDir
 
 
 @dataclass
@@ -32,11 +26,12 @@ class RunView:
 
     Attributes:
         run_dir: The run folder.
-        kind: ``"lm"`` for a language model, ``"gan"`` for a GAN, else the head's target kind (class, multilabel,
-            multitask, text).
+        kind: The run kind (``lm``, ``gan``, ``pretrain``, ...) for runs without a model to score on a split;
+            for supervised and federated runs the head's target kind (class, multilabel, multitask, text).
         recipe: The saved recipe as a mapping.
         meta: ``meta.json``.
-        metrics: ``metrics.json`` (final metrics written by training), or {} if absent.
+        metrics: ``metrics.json`` (the final record written by training), or {} if absent; ``final`` holds its
+            held-out metrics and ``final_split`` what they were measured on.
         history: ``metrics.jsonl`` rows, one per epoch.
         split: The evaluated split name (the manifest's file name when evaluated on ``table``).
         predictor, dataset, outputs, targets, split_metrics: Model, split dataset, reduced outputs (N, ...),
@@ -59,6 +54,7 @@ class RunView:
     split_loss: float | None = None
     data_error: str | None = None
     table: Path | None = None  # evaluated on this manifest (all its rows) instead of a split of the run's data
+    run_kind: str = ""  # the run's registered kind (``kind`` above is the head's target kind for model runs)
 
     @property
     def model(self) -> Any:
@@ -77,53 +73,45 @@ class RunView:
 
     @property
     def scores(self) -> dict[str, Any]:
-        """The metrics to show: recomputed on the split when the data loaded, else the saved test metrics."""
+        """The metrics to show: recomputed on the split when the data loaded, else the run's final metrics."""
         if self.split_metrics:
             return self.split_metrics
-        return self.metrics.get("test") or self.metrics.get("val") or {}
+        return self.metrics.get("final") or {}
 
 
 def load_run(run_dir: str | Path, split: str = "test", table: str | Path | None = None) -> RunView:
-    """Read a finished run and evaluate its model on ``split`` (train, val or test) of its own data, or on
-    every row of another manifest ``table`` (see :func:`polymodal.data.dataset.build_table_data`)."""
-    run = Path(run_dir)
-    for needed in ("recipe.yaml", "meta.json"):
-        if not (run / needed).is_file():
-            raise CheckpointError(f"{run} has no {needed}; give a finished run directory")
+    """Read a finished run and, for kinds with a model to score (supervised, federated), evaluate it on ``split``
+    (train, val or test) of its own data, or on every row of another manifest ``table`` (see
+    :func:`polymodal.data.dataset.build_table_data`)."""
+    run = RunDir(run_dir)
+    run.require("recipe.yaml", "meta.json")
     if split not in ("train", "val", "test"):
         raise PolymodalError(f"unknown split '{split}'; use train, val or test")
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8")) or {}
-    meta = read_json(run / "meta.json")
-    metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-    history = []
-    if (run / "metrics.jsonl").is_file():
-        lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-        history = [json.loads(ln) for ln in lines if ln.strip()]
-    if table is not None and meta.get("kind"):
-        raise PolymodalError(f"{run} is a kind: {meta['kind']} run; --data is for multimodal models (drop --data)")
-    if meta.get("kind") in ("lm", "gan"):  # read from the run's files; nothing to evaluate on a split
-        return RunView(run, meta["kind"], recipe, meta, metrics, history, "val" if meta["kind"] == "lm" else "test")
-    kind = (meta.get("target") or {}).get("kind", "class")
-    if not (run / "weights.safetensors").is_file():
-        raise CheckpointError(f"{run} has no weights.safetensors; the run has not finished an epoch yet")
-    from polymodal import api
-    from polymodal.train.trainer import Trainer
-
-    view = RunView(run, kind, recipe, meta, metrics, history, split)
-    view.predictor = api.load(run)
-    p = view.predictor
-    if table is not None:  # the user asked for this table: a problem with it is an error, not a note
+    kind = for_run(run)
+    recipe = yaml.safe_load(run.recipe_file.read_text(encoding="utf-8")) or {}
+    meta = run.meta()
+    split_name, scores = run.final_metrics()
+    metrics = {**run.record(), "final": scores, "final_split": split_name}
+    history = run.history()
+    if table is not None and "predict" not in kind.verbs:
+        raise PolymodalError(f"{run.path} is a kind: {kind.name} run; --data is for multimodal models (drop --data)")
+    if "predict" not in kind.verbs:  # read from the run's files; nothing to score on a split
+        return RunView(run.path, kind.name, recipe, meta, metrics, history, split_name)
+    run.require("weights.safetensors")
+    target_kind = (meta.get("target") or {}).get("kind", "class")
+    view = RunView(run.path, target_kind, recipe, meta, metrics, history, split, run_kind=kind.name)
+    try:
+        out = kind.outputs(run, split, Path(table) if table is not None else None)
+    except PolymodalError as exc:
+        if table is not None:  # the user asked for this table: a problem with it is an error, not a note
+            raise
+        view.predictor = kind.load(run)
+        view.data_error = str(exc)
+        return view
+    assert out is not None
+    view.predictor, view.dataset = out.predictor, out.dataset
+    view.outputs, view.targets, view.split_loss, view.split_metrics = out.outputs, out.targets, out.loss, out.metrics
+    if table is not None:
         view.table = Path(table)
         view.split = view.table.name
-        view.dataset, _ = p.table_data(table)
-    else:
-        try:
-            data = p.data()
-        except PolymodalError as exc:
-            view.data_error = str(exc)
-            return view
-        view.dataset = data.splits[split].view()  # no training-time augmentation, even on the train split
-    trainer = Trainer(p.model, p.recipe.trainer, run, p.recipe.seed)
-    view.outputs, view.targets, view.split_loss = trainer.predict(view.dataset)
-    view.split_metrics = {"loss": view.split_loss, **p.model.metrics(view.outputs, view.targets)}
     return view

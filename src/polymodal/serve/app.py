@@ -13,7 +13,6 @@ the transforms, and one forward under ``torch.inference_mode``. Every refused re
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +30,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from polymodal.errors import CheckpointError, PolymodalError
+from polymodal.errors import PolymodalError
+from polymodal.kinds.base import RunKind, require_verb
+from polymodal.kinds.lm.run import LMRun
+from polymodal.kinds.supervised.predictor import Predictor
+from polymodal.runs import RunDir
 from polymodal.serve.batcher import MicroBatcher
 from polymodal.serve.explain import METHOD, saliency
 from polymodal.serve.inputs import ACCEPTS, FILE_MODALITIES, Uploads, to_value
@@ -66,16 +69,12 @@ class GenerateRequest(BaseModel):
     stream: bool = Field(False, description="Stream the text as it is generated (text/plain chunks).")
 
 
-def read_meta(run: Path) -> dict[str, Any]:
-    """The run's meta.json, after checking the files serving it needs are all there."""
-    if not (run / "meta.json").is_file():
-        raise CheckpointError(f"{run} has no meta.json; give a finished run directory (polymodal train ... --run-dir)")
-    meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
-    needed = ("tokenizer.json",) if meta.get("kind") == "lm" else ("recipe.yaml", "transforms.json")
-    for name in (*needed, "weights.safetensors"):
-        if not (run / name).is_file():
-            raise CheckpointError(f"{run} has no {name}; give a finished run directory")
-    return meta
+def servable(run: Path) -> RunKind:
+    """The run's kind, checked to be one that serving applies to (a one-line refusal otherwise)."""
+    rundir = RunDir(run)
+    kind = require_verb(rundir, "serve")
+    rundir.require("weights.safetensors")
+    return kind
 
 
 def create_app(
@@ -100,7 +99,8 @@ def create_app(
         raise PolymodalError(f"unknown engine '{engine}'; use one of: {', '.join(ENGINES)}")
     run = Path(run_dir)
     limits = limits or Limits()
-    meta = read_meta(run)
+    kind = servable(run)
+    loaded = kind.load(RunDir(run))
     app = FastAPI(
         title=f"polymodal: {run.name}",
         description='Predictions from a polymodal run. Errors are JSON `{"error": "..."}` with a 4xx status.',
@@ -111,13 +111,13 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     started = time.time()
-    # Each kind of run gets its routes; the other kind's routes answer with a 404 that says what to call.
-    if meta.get("kind") == "lm":
-        kind, stats = "lm", add_lm_routes(app, run, limits)
+    # A run's use decides its routes: the other use's routes answer with a 404 that says what to call.
+    if "generate" in kind.verbs:
+        use, stats = "generate", add_lm_routes(app, run, loaded, limits)
         for path in ("/predict", "/predict/batch"):
             add_refusal(app, path, 'this run is a language model; POST /generate {"prompt": ...} instead')
     else:
-        kind, stats = "predict", add_predict_routes(app, run, limits, batch_ms, max_batch, engine)
+        use, stats = "predict", add_predict_routes(app, run, loaded, limits, batch_ms, max_batch, engine)
         add_refusal(app, "/generate", "this run is not a language model; POST /predict with its inputs instead")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -126,7 +126,8 @@ def create_app(
 
     @app.get("/health", summary="Liveness and what is served")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "run": run.name, "kind": kind, "uptime_s": round(time.time() - started, 1), **stats()}
+        up = round(time.time() - started, 1)
+        return {"status": "ok", "run": run.name, "kind": kind.name, "use": use, "uptime_s": up, **stats()}
 
     return app
 
@@ -139,13 +140,15 @@ def add_refusal(app: FastAPI, path: str, message: str) -> None:
 
 
 def add_predict_routes(
-    app: FastAPI, run: Path, limits: Limits, batch_ms: float, max_batch: int, engine: str = "torch"
+    app: FastAPI,
+    run: Path,
+    predictor: Predictor,
+    limits: Limits,
+    batch_ms: float,
+    max_batch: int,
+    engine: str = "torch",
 ) -> Callable[[], dict[str, Any]]:
-    """/metadata, /predict and /predict/batch for a run that :class:`Predictor` loads; returns the live
-    counters /health shows."""
-    from polymodal import api
-
-    predictor = api.load(run)
+    """/metadata, /predict and /predict/batch for a supervised model; returns the live counters /health shows."""
     forward = None
     if engine == "onnx":
         from polymodal.export.runtime import OnnxForward
@@ -162,7 +165,8 @@ def add_predict_routes(
     explainable = head in EXPLAINABLE_HEADS
     batcher = MicroBatcher(run_batch, batch_ms, max_batch) if batch_ms > 0 else None
     metadata = {
-        "kind": "predict",
+        "kind": predictor.rundir.kind,
+        "use": "predict",
         "run": run.name,
         "head": head,
         "target": predictor.target,
@@ -302,19 +306,19 @@ async def read_body(request: Request, modalities: dict[str, str], limits: Limits
     return raw
 
 
-def add_lm_routes(app: FastAPI, run: Path, limits: Limits) -> Callable[[], dict[str, Any]]:
-    """/metadata and /generate for a ``kind: lm`` run (see :mod:`polymodal.gpt.generate`); returns what
+def add_lm_routes(app: FastAPI, run: Path, lm: LMRun, limits: Limits) -> Callable[[], dict[str, Any]]:
+    """/metadata and /generate for a language model (see :mod:`polymodal.gpt.generate`); returns what
     /health shows."""
     from polymodal.gpt.generate import stream
-    from polymodal.gpt.lm import load_lm
 
-    model, tokenizer, meta = load_lm(run)
+    model, tokenizer = lm.model, lm.tokenizer
     metadata = {
-        "kind": "lm",
+        "kind": lm.rundir.kind,
+        "use": "generate",
         "run": run.name,
         "inputs": [{"name": "prompt", "modality": "text", "file": False, "dtype": "str", "accepts": "a string"}],
         "vocab_size": tokenizer.vocab_size,
-        "block_size": meta["model"]["block_size"],
+        "block_size": lm.block_size,
         "limits": vars(limits),
     }
 

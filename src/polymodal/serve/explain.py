@@ -70,7 +70,7 @@ def saliency(
         for k in wanted:
             inputs[k].requires_grad_(True)
         flags = {k: torch.tensor([p]) for k, p in present.items()}
-        logits = model(inputs, flags)  # (1, K)
+        logits = model(inputs, flags).logits  # (1, K)
         if logits.ndim != 2:
             return {}
         score = logits[0].max()  # the predicted class's logit (or the most confident label's)

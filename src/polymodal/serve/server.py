@@ -18,7 +18,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-from polymodal.serve.app import create_app, read_meta
+from polymodal.serve.app import create_app, servable
 from polymodal.serve.limits import Limits
 
 try:  # uvicorn's fastest HTTP parser when installed (the serve extra installs it), else its pure-Python one
@@ -88,7 +88,7 @@ def serve(
         torch.set_num_threads(threads)
         build_server(create_app(run_dir, limits, batch_ms, max_batch, engine), host, port, log_level).run()
         return
-    read_meta(Path(run_dir))  # a bad run directory fails here, once, not in every worker
+    servable(Path(run_dir))  # a bad run directory fails here, once, not in every worker
     settings = {
         "run_dir": str(run_dir),
         "limits": vars(limits),

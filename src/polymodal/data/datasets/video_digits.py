@@ -3,62 +3,22 @@ matching spoken digit (FSDD) as the audio track — read back through the video 
 
 from __future__ import annotations
 
-import fractions
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import av
-import numpy as np
 import pandas as pd
-from PIL import Image
 from pydantic import Field
 
 from polymodal.data.datasets.avdigits import pair_images
 from polymodal.data.datasets.common import ENV_VAR
 from polymodal.data.datasets.fsdd import fsdd_dir, fsdd_wav_frame
 from polymodal.data.modalities.audio import read_audio
+from polymodal.data.modalities.video import FPS, moving_digit, write_mp4
 from polymodal.data.table import Table
 from polymodal.errors import DataError
 from polymodal.registry import DATASETS
-
-FPS = 10
-CANVAS = 32
-DIGIT = 16
-
-
-def moving_digit(image: np.ndarray, n_frames: int) -> np.ndarray:
-    """(n_frames, CANVAS, CANVAS, 3) uint8: the digit slides left to right along a diagonal."""
-    small = np.asarray(Image.fromarray(image).resize((DIGIT, DIGIT), Image.BILINEAR))
-    frames = np.zeros((n_frames, CANVAS, CANVAS, 3), np.uint8)
-    for i in range(n_frames):
-        x = round(i * (CANVAS - DIGIT) / max(1, n_frames - 1))
-        y = round((CANVAS - DIGIT) / 2 + (i / max(1, n_frames - 1) - 0.5) * 8)
-        frames[i, y : y + DIGIT, x : x + DIGIT] = small[..., None]
-    return frames
-
-
-def write_mp4(path: Path, frames: np.ndarray, wave: np.ndarray, sample_rate: int) -> None:
-    """H.264 video at FPS + AAC mono audio, written to a temporary name and renamed when complete."""
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    with av.open(str(tmp), "w") as container:
-        video = container.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        audio = container.add_stream("aac", rate=sample_rate)
-        audio.layout = "mono"
-        for f in frames:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        container.mux(video.encode())
-        step = audio.codec_context.frame_size or 1024
-        for i in range(0, len(wave), step):
-            chunk = av.AudioFrame.from_ndarray(
-                wave[None, i : i + step].astype(np.float32), format="fltp", layout="mono"
-            )
-            chunk.sample_rate, chunk.pts, chunk.time_base = sample_rate, i, fractions.Fraction(1, sample_rate)
-            container.mux(audio.encode(chunk))
-        container.mux(audio.encode())
-    os.replace(tmp, path)
 
 
 @dataclass

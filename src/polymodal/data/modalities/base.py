@@ -15,6 +15,7 @@ A transform turns one table cell into one example tensor. Its parts:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,11 @@ class Transform:
         if not x.is_floating_point():
             return x
         return x + level * torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
+
+    @classmethod
+    def example_cells(cls, n: int, folder: Path) -> list[Any]:
+        """``n`` real cells this modality reads (files may be written in ``folder``), for the contract test."""
+        raise NotImplementedError(f"{cls.__name__} has no example cells")
 
     def settings(self) -> str:
         """A stable text of the settings that determine ``__call__``'s output (for cache keys)."""

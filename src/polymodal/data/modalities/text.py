@@ -106,6 +106,20 @@ class TextTransform(Transform):
         self._tok: Tokenizer | None = None
         self._chars: dict[str, int] | None = None
 
+    @classmethod
+    def example_cells(cls, n: int, folder: Path) -> list[Any]:
+        """Real English sentences: the first lines of Python standard-library modules' documentation."""
+        import argparse
+        import collections
+        import email
+        import json
+        import logging
+        import unittest
+
+        text = " ".join((m.__doc__ or "") for m in (argparse, collections, email, json, logging, unittest))
+        sentences = [s.strip() for s in text.replace("\n", " ").split(".") if len(s.split()) >= 4]
+        return sentences[:n]
+
     def fit(self, values: list[Any]) -> None:
         if self.kind == "minilm":
             self._tok = minilm_tokenizer()

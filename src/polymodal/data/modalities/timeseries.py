@@ -156,6 +156,13 @@ class TimeSeriesTransform(Transform):
         out[: len(arr), -1] = 1.0
         return out  # (T, C + 1)
 
+    @classmethod
+    def example_cells(cls, n: int, folder: Path) -> list[Any]:
+        """Real multichannel series of different lengths: FSDD recordings' MFCC sequences (T, 13)."""
+        from polymodal.data.datasets.fsdd import fsdd_mfcc_frame
+
+        return list(fsdd_mfcc_frame()["audio"].iloc[:n])
+
     def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
         """Dropped timesteps: a fraction ``level`` of the valid steps lose their values and validity flag, the
         way a sensor that skips readings looks."""

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import fractions
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +20,43 @@ from pydantic import Field
 from polymodal.data.modalities.base import Transform, pixel_noise
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
+
+FPS = 10
+CANVAS = 32  # moving_digit's frame side
+DIGIT = 16  # ... and the digit's
+
+
+def moving_digit(image: np.ndarray, n_frames: int) -> np.ndarray:
+    """(n_frames, CANVAS, CANVAS, 3) uint8: the digit slides left to right along a diagonal."""
+    small = np.asarray(Image.fromarray(image).resize((DIGIT, DIGIT), Image.BILINEAR))
+    frames = np.zeros((n_frames, CANVAS, CANVAS, 3), np.uint8)
+    for i in range(n_frames):
+        x = round(i * (CANVAS - DIGIT) / max(1, n_frames - 1))
+        y = round((CANVAS - DIGIT) / 2 + (i / max(1, n_frames - 1) - 0.5) * 8)
+        frames[i, y : y + DIGIT, x : x + DIGIT] = small[..., None]
+    return frames
+
+
+def write_mp4(path: Path, frames: np.ndarray, wave: np.ndarray, sample_rate: int) -> None:
+    """H.264 video at FPS + AAC mono audio, written to a temporary name and renamed when complete."""
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    with av.open(str(tmp), "w") as container:
+        video = container.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        audio = container.add_stream("aac", rate=sample_rate)
+        audio.layout = "mono"
+        for f in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(video.encode())
+        step = audio.codec_context.frame_size or 1024
+        for i in range(0, len(wave), step):
+            chunk = av.AudioFrame.from_ndarray(
+                wave[None, i : i + step].astype(np.float32), format="fltp", layout="mono"
+            )
+            chunk.sample_rate, chunk.pts, chunk.time_base = sample_rate, i, fractions.Fraction(1, sample_rate)
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -76,6 +115,18 @@ class VideoTransform(Transform):
         if not frames:
             raise DataError(f"video {path} has no decodable frames; re-encode or remove it")
         return frames
+
+    @classmethod
+    def example_cells(cls, n: int, folder: Path) -> list[Any]:
+        """MP4 files of real MNIST digits moving across the frame (H.264 written with PyAV)."""
+        from polymodal.data.datasets.mnist import mnist_arrays
+
+        paths = []
+        for i, img in enumerate(mnist_arrays()[0][:n]):
+            path = folder / f"digit-{i}.mp4"
+            write_mp4(path, moving_digit(img, 8), np.zeros(800, np.float32), 8000)
+            paths.append(str(path))
+        return paths
 
     def corrupt(self, value: Any, x: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
         """Gaussian pixel noise of standard deviation ``level`` on the [0, 1] scale in every frame, clipped."""

@@ -193,7 +193,7 @@ async function main() {
     return;
   }
   meta = await response.json();
-  if (meta.kind === "lm") {
+  if (meta.use === "generate") {
     $("about").textContent = `${meta.run}: a language model (vocabulary ${meta.vocab_size}, context ${meta.block_size})`;
     $("lm-form").hidden = false;
     $("lm-form").addEventListener("submit", generate);

@@ -1,0 +1,256 @@
+"""What one training step does: the strategies the one training loop (:class:`~.trainer.Trainer`) calls.
+
+The Trainer owns everything around a step: epochs, resuming mid-epoch, checkpoints, metrics lines, keeping the
+best weights, early stopping, TensorBoard and progress events. A :class:`TrainStep` owns the step itself and
+what an epoch is made of: ordinary minibatch training (:class:`SupervisedStep`, for supervised, language-model
+and pretraining runs), DP-SGD (:class:`PrivateStep`: Poisson batches, per-example clipping and noise), and the
+strategies of run kinds with their own step (a GAN's critic and generator updates, a FedAvg round's clients;
+see :mod:`polymodal.kinds`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from polymodal.config import TrainerConfig
+from polymodal.contracts import ModelOutput
+from polymodal.data.dataset import collate
+from polymodal.errors import ConfigError
+from polymodal.privacy.dpsgd import DPSGD
+from polymodal.training.distributed import Dist
+from polymodal.training.evaluator import Evaluator, autocast, to_device
+from polymodal.training.optim import build_optimizer, lr_at
+
+Batch = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """Which number of an epoch's metrics row picks the weights to keep, and early stopping.
+
+    Args:
+        key: A key of the metrics row, e.g. ``val_accuracy`` or ``val_loss``.
+        maximize: Higher is better.
+        patience: Stop after this many epochs without improvement (0 = never).
+    """
+
+    key: str
+    maximize: bool
+    patience: int = 0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step's training loss (mean over its examples), its examples on this process, its learning rate."""
+
+    loss: float
+    examples: int
+    lr: float
+
+
+@dataclass
+class EpochEnd:
+    """What a step strategy adds to an epoch's metrics row (validation scores, its own sums), and the scalar
+    validation metrics kept as ``best_val`` when the epoch is the best so far."""
+
+    row: dict[str, Any]
+    val: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainStep(Protocol):
+    """A training strategy.
+
+    Attributes:
+        model: The module whose weights are kept (``weights.safetensors``) and checkpointed.
+        optimizer: Checkpointed with the model; None when nothing outlives an epoch (FedAvg's clients).
+        monitor: How to pick the kept weights; None keeps the latest epoch's.
+        mid_epoch_checkpoints: Whether ``checkpoint_every`` applies inside an epoch (False when the step's
+            state within an epoch cannot be saved, e.g. a FedAvg round's partial average).
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    monitor: Monitor | None
+    mid_epoch_checkpoints: bool
+
+    def units(self, epoch: int) -> Sequence[Any]:
+        """The epoch's steps in order (batches of row indices, client ids, step numbers); a function of the
+        seed and the epoch, so a resumed run finds the ones it had not taken."""
+        ...
+
+    def feed(self, units: Sequence[Any]) -> Iterable[Any]:
+        """What :meth:`step` receives for each unit, in order (e.g. a DataLoader over batches of rows)."""
+        ...
+
+    def step(self, unit: Any, step: int) -> StepResult:
+        """Take training step number ``step`` (0-based over the run) on ``unit``."""
+        ...
+
+    def end_epoch(self, epoch: int, steps: int) -> EpochEnd:
+        """Epoch ``epoch`` (0-based) is done after ``steps`` steps in all: validate, summarise, reset sums."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state the step carries between steps (saved in every checkpoint)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def summary(self, steps: int) -> dict[str, Any]:
+        """What the run's final record adds about this strategy (e.g. the privacy guarantee)."""
+        ...
+
+
+def optimizer_step(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    cfg: TrainerConfig,
+    lr: float,
+    device: torch.device,
+) -> float:
+    """One plain step: forward (``net``: the model, or DDP around it) under ``cfg.precision``'s autocast, the
+    model's loss, backward, gradient clipping, optimiser step with learning rate ``lr``; returns the loss."""
+    inputs, present, y = to_device(batch, device)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(device, cfg.precision):
+        out: ModelOutput = net(inputs, present)
+    loss = model.loss(out, y)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {float(loss)}; lower trainer.lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def loader(ds: Dataset, batches: Sequence[list[int]], collate_fn: Callable = collate) -> DataLoader:
+    """A DataLoader over given batches of row indices. Its private generator matters: each DataLoader iterator
+    draws a base seed, and drawing it from the global RNG would shift the dropout stream of a run resumed
+    mid-epoch away from the uninterrupted one."""
+    return DataLoader(
+        ds, batch_sampler=list(batches), collate_fn=collate_fn, num_workers=0, generator=torch.Generator()
+    )
+
+
+class SupervisedStep:
+    """Minibatch training of a :class:`~polymodal.contracts.Trainable` model on a dataset of examples.
+
+    Per step: the scheduled learning rate (warmup + cosine over the whole run), :func:`optimizer_step`. Per epoch:
+    the validation split scored, its metrics in the row; the monitored metric is ``trainer.monitor``.
+
+    Args:
+        model: The model (a multimodal model, a pretraining objective, a language model).
+        cfg: The recipe's trainer section.
+        train, val: Datasets of ``(inputs, present, target)`` examples. A dataset with ``set_epoch`` draws new
+            examples each epoch (language-model windows).
+        seed: Seed of the epoch order.
+        dist: This process's place in a torchrun job.
+    """
+
+    mid_epoch_checkpoints = True
+
+    def __init__(
+        self, model: nn.Module, cfg: TrainerConfig, train: Dataset, val: Dataset, seed: int, dist: Dist | None = None
+    ) -> None:
+        self.model, self.cfg, self.train, self.val, self.seed = model, cfg, train, val, seed
+        self.dist = dist or Dist()
+        self.net = self.dist.wrap(model)  # what the training forward runs: the model, or DDP around it
+        self.optimizer: torch.optim.Optimizer | None = build_optimizer(model, cfg)
+        self.monitor: Monitor | None = Monitor(f"val_{cfg.monitor}", cfg.monitor != "loss", cfg.patience)
+        self.evaluator = Evaluator(model, max(cfg.batch_size, 128), self.dist, cfg.precision)
+        self.total_steps = len(self.dist.train_batches(len(train), cfg.batch_size, seed, 0)) * cfg.epochs
+
+    def units(self, epoch: int) -> Sequence[list[int]]:
+        if hasattr(self.train, "set_epoch"):
+            self.train.set_epoch(epoch)  # datasets that draw fresh examples each epoch (language-model windows)
+        return self.dist.train_batches(len(self.train), self.cfg.batch_size, self.seed, epoch)
+
+    def feed(self, units: Sequence[list[int]]) -> Iterable[Batch]:
+        self.model.train()
+        return loader(self.train, units)
+
+    def step(self, unit: Batch, step: int) -> StepResult:
+        lr = lr_at(step, self.total_steps, self.cfg)
+        assert self.optimizer is not None
+        loss = optimizer_step(self.net, self.model, self.optimizer, unit, self.cfg, lr, self.dist.device)
+        return StepResult(loss, len(unit[2]), lr)
+
+    def end_epoch(self, epoch: int, steps: int) -> EpochEnd:
+        val = self.evaluator.evaluate(self.val)
+        row = {
+            "val_loss": val["loss"],
+            "val_accuracy": val.get("accuracy"),
+            "val_macro_f1": val.get("macro_f1"),
+            "lr": self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else None,
+        }
+        return EpochEnd(row, {k: v for k, v in val.items() if not isinstance(v, (dict, list))})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def summary(self, steps: int) -> dict[str, Any]:
+        return {}
+
+
+class PrivateStep(SupervisedStep):
+    """DP-SGD: each step's batch is Poisson-sampled and its gradient is the sum of per-example gradients, each
+    clipped, plus Gaussian noise (:class:`polymodal.privacy.dpsgd.DPSGD`); the rest is the supervised step.
+    The noise is calibrated to the run's number of steps; every epoch row records the ε spent so far."""
+
+    def __init__(
+        self, model: nn.Module, cfg: TrainerConfig, train: Dataset, val: Dataset, seed: int, dist: Dist | None = None
+    ) -> None:
+        super().__init__(model, cfg, train, val, seed, dist)
+        if self.dist.world_size > 1:
+            raise ConfigError("trainer.privacy does not run under torchrun yet; train it in one process")
+        assert cfg.privacy is not None
+        self.private = DPSGD(model, cfg.privacy, len(train), cfg.batch_size, self.total_steps, seed)
+
+    def units(self, epoch: int) -> Sequence[list[int]]:
+        return self.private.batches(epoch)  # Poisson sampling, as DP-SGD's accounting assumes
+
+    def feed(self, units: Sequence[list[int]]) -> Iterable[Batch]:
+        self.model.train()
+        return loader(self.train, units, self.private.collate(self.train))
+
+    def step(self, unit: Batch, step: int) -> StepResult:
+        lr = lr_at(step, self.total_steps, self.cfg)
+        assert self.optimizer is not None
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, present, y = to_device(unit, self.dist.device)
+        loss = self.private.backward(inputs, present, y, lambda: autocast(self.dist.device, self.cfg.precision))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower trainer.lr")
+        self.optimizer.step()  # the gradients are the privatised ones DPSGD.backward set
+        return StepResult(loss.item(), len(y), lr)
+
+    def end_epoch(self, epoch: int, steps: int) -> EpochEnd:
+        end = super().end_epoch(epoch, steps)
+        end.row["epsilon"] = self.private.epsilon(steps)
+        return end
+
+    def summary(self, steps: int) -> dict[str, Any]:
+        return {"privacy": self.private.report(steps)}
+
+
+def supervised_step(
+    model: nn.Module, cfg: TrainerConfig, train: Dataset, val: Dataset, seed: int, dist: Dist | None = None
+) -> SupervisedStep:
+    """The step ``cfg`` asks for: DP-SGD when ``trainer.privacy`` is set, else plain minibatch training."""
+    kind = PrivateStep if cfg.privacy is not None else SupervisedStep
+    return kind(model, cfg, train, val, seed, dist)
