@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import one_error_line, run_cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -84,3 +85,50 @@ def test_benchmark_with_an_unknown_fusion_is_one_error_line(tmp_path):
 def test_generate_on_a_classifier_run_says_what_to_give(tmp_path):
     res = run("generate", str(tmp_path), "--prompt", "x")
     assert res.returncode == 2 and "language-model run" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["trian"], "unknown command 'trian' — did you mean 'train'?"),
+        (["train", "avdigits", "--epochs", "3"], "no such option --epochs; recipe keys are set with --set key=value"),
+        (["evaluate", "runs/x", "--splt", "val"], "no such option --splt — did you mean '--split'?"),
+        (["evaluate"], "missing argument"),
+        (["serve", "runs/x", "--port", "99999"], "invalid value for '--port'"),
+        (["generate", "runs/x", "--max-tokens", "-5"], "invalid value for '--max-tokens'"),
+        (["generate", "runs/x", "--prompt", ""], "invalid value for '--prompt': is empty"),
+        (["datasets", "lst"], "unknown command 'lst' — did you mean 'list'?"),
+    ],
+    ids=[
+        "unknown-verb",
+        "recipe-key-as-flag",
+        "unknown-flag",
+        "missing-argument",
+        "port",
+        "max-tokens",
+        "prompt",
+        "sub",
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args, says, capsys):
+    code, _, err = run_cli(capsys, *args)
+    line = one_error_line(code, err)
+    assert says in line and "see polymodal" in line
+
+
+def test_usage_errors_through_the_installed_command_have_no_traceback():
+    res = run("trian")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "error: unknown command 'trian' — did you mean 'train'? (commands: benchmark, datasets, evaluate, export, "
+        "federated, generate, hyperopt, predict, report, sample, serve, train); see polymodal --help"
+    ]
+
+
+def test_version_and_no_arguments(capsys):
+    code, out, err = run_cli(capsys, "--version")
+    assert code == 0 and out.startswith("polymodal ") and not err
+    code, out, err = run_cli(capsys)
+    assert code == 0 and "Usage" in out and "train" in out and not err
+    res = run()
+    assert res.returncode == 0 and "Traceback" not in res.stderr and "Commands" in res.stdout

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 Callback = Callable[..., None]
 DEFAULT_KIND = "supervised"
 VERBS = ("evaluate", "report", "predict", "generate", "sample", "export", "serve")
-USE = {"predict": "predict", "generate": "generate", "sample": "sample"}  # the verbs that use a loaded run
 
 
 @dataclass
@@ -146,11 +145,11 @@ class RunKind:
 
     # -- finished runs -----------------------------------------------------------------------------------
     def load(self, run: RunDir) -> Any:
-        """The finished run ready for its use verb (predict, generate or sample)."""
-        raise refusal(self, next(iter(USE)), run.path)
+        """The finished run ready for its use verb (predict, generate or sample); kinds without one refuse."""
+        raise refusal(self, "predict", run.path)
 
     def evaluate(self, run: RunDir, split: str = "test", table: Path | None = None) -> dict[str, Any]:
-        """The run's metrics: by default those its training measured (``metrics.json``'s ``metrics``)."""
+        """The run's metrics: by default the final metrics its training measured (see :meth:`RunDir.final_metrics`)."""
         if table is not None:
             raise PolymodalError(
                 f"{run.path} is a kind: {self.name} run; --data is for multimodal models (drop --data)"
@@ -192,6 +191,46 @@ class RunKind:
     def example_use(self, run: Path, folder: Path) -> list[str]:
         """``polymodal`` arguments that use a finished example run with the kind's use verb (none by default)."""
         return []
+
+
+def finish(
+    kind: RunKind,
+    run: RunDir,
+    fit: FitResult,
+    metrics: dict[str, Any],
+    data_source: str,
+    dist: distributed.Dist,
+    extra: dict[str, Any] | None = None,
+    skipped: int = 0,
+    model: nn.Module | None = None,
+    data: Any = None,
+) -> RunResult:
+    """The end of every kind's training: the final record (``metrics.json``: the kind, the split its metrics
+    were measured on and the metrics under that split's name, the kept epoch and the cost, plus the kind's
+    ``extra`` and the step strategy's summary), written by rank 0, and the :class:`RunResult`."""
+    split = kind.split
+    record = {
+        "kind": kind.name,
+        "split": split,
+        split: metrics,
+        **(extra or {}),
+        "best_val": fit.best_val,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "stopped_early": fit.stopped_early,
+        "train_seconds": round(fit.seconds, 3),
+        "step_seconds": round(fit.step_seconds, 3),  # inside training steps only (rank 0's clock)
+        "train_samples": fit.samples,  # examples that went through a training step, over all processes
+        "processes": dist.world_size,
+        **fit.summary,
+    }
+    if dist.is_main:
+        run.write_record(record)
+    dist.barrier()  # the run folder is complete before any process returns it
+    return RunResult(
+        run.path, kind.name, metrics, split, record, fit.best_val, fit.best_epoch, fit.epochs_run, fit.seconds,
+        data_source, skipped, fit, model, data,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------

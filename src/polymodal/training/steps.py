@@ -107,6 +107,26 @@ class TrainStep(Protocol):
         ...
 
 
+def validation(val: dict[str, Any]) -> EpochEnd:
+    """An epoch row's validation scores (``val_loss``, ``val_accuracy``, ``val_macro_f1``) from an evaluation,
+    with its scalar metrics as the ``best_val`` candidate."""
+    row = {"val_loss": val["loss"], "val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1")}
+    return EpochEnd(row, {k: v for k, v in val.items() if not isinstance(v, (dict, list))})
+
+
+class Stateless:
+    """Defaults for a step strategy that carries nothing between steps and adds nothing to the run's record."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def summary(self, steps: int) -> dict[str, Any]:
+        return {}
+
+
 def optimizer_step(
     net: nn.Module,
     model: nn.Module,
@@ -143,7 +163,7 @@ def loader(ds: Dataset, batches: Sequence[list[int]], collate_fn: Callable = col
     )
 
 
-class SupervisedStep:
+class SupervisedStep(Stateless):
     """Minibatch training of a :class:`~polymodal.contracts.Trainable` model on a dataset of examples.
 
     Per step: the scheduled learning rate (warmup + cosine over the whole run), :func:`optimizer_step`. Per epoch:
@@ -187,23 +207,9 @@ class SupervisedStep:
         return StepResult(loss, len(unit[2]), lr)
 
     def end_epoch(self, epoch: int, steps: int) -> EpochEnd:
-        val = self.evaluator.evaluate(self.val)
-        row = {
-            "val_loss": val["loss"],
-            "val_accuracy": val.get("accuracy"),
-            "val_macro_f1": val.get("macro_f1"),
-            "lr": self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else None,
-        }
-        return EpochEnd(row, {k: v for k, v in val.items() if not isinstance(v, (dict, list))})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    def summary(self, steps: int) -> dict[str, Any]:
-        return {}
+        end = validation(self.evaluator.evaluate(self.val))
+        end.row["lr"] = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else None
+        return end
 
 
 class PrivateStep(SupervisedStep):

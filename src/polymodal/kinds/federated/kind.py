@@ -11,7 +11,7 @@ import torch
 
 from polymodal.data.dataset import build_data, pin_options
 from polymodal.errors import ConfigError
-from polymodal.kinds.base import Callback, RunResult
+from polymodal.kinds.base import Callback, RunResult, finish
 from polymodal.kinds.federated.partition import dirichlet_split, label_histogram
 from polymodal.kinds.federated.recipe import FederatedRecipe, federated_recipe_to_dict, parse_federated_recipe
 from polymodal.kinds.federated.step import FedAvgStep
@@ -65,23 +65,8 @@ class FederatedKind(SupervisedKind):
         step = FedAvgStep(model, cfg, fed, train, val, shards, seed)
         loop = Loop(fed.rounds, threads=cfg.threads, tensorboard=cfg.tensorboard)  # an epoch is a round
         fit = Trainer(step, loop, run, seed, callback).fit(resume)
-        test_m = step.evaluator.evaluate(test)
-        record = {
-            "kind": self.name,
-            "split": "test",
-            "test": test_m,
-            "best_val": fit.best_val,
-            "best_epoch": fit.best_epoch,
-            "epochs_run": fit.epochs_run,
-            "stopped_early": fit.stopped_early,
-            "federated": {**vars(fed), "client_sizes": sizes},
-            "train_seconds": round(fit.seconds, 3),
-        }
-        run.write_record(record)
-        return RunResult(
-            run.path, self.name, test_m, "test", record, fit.best_val, fit.best_epoch, fit.epochs_run, fit.seconds,
-            data.source, 0, fit, model, data,
-        )  # fmt: skip
+        extra = {"federated": {**vars(fed), "client_sizes": sizes}}
+        return finish(self, run, fit, step.evaluator.evaluate(test), data.source, dist, extra, 0, model, data)
 
     def progress(self, row: dict[str, Any]) -> str:
         loss = "-" if row.get("train_loss") is None else f"{row['train_loss']:.3f}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from polymodal.kinds.federated.recipe import FederatedConfig
 from polymodal.training.distributed import Dist, epoch_order
 from polymodal.training.evaluator import Evaluator
 from polymodal.training.optim import build_optimizer, lr_at
-from polymodal.training.steps import EpochEnd, Monitor, StepResult, loader, optimizer_step
+from polymodal.training.steps import EpochEnd, Monitor, Stateless, StepResult, loader, optimizer_step, validation
 
 
 def average(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[str, torch.Tensor]:
@@ -74,7 +73,7 @@ def local_train(
     return loss_sum / max(1, seen)
 
 
-class FedAvgStep:
+class FedAvgStep(Stateless):
     """FedAvg for the Trainer: units are a round's clients, the epoch end averages and validates.
 
     Args:
@@ -138,23 +137,7 @@ class FedAvgStep:
 
     def end_epoch(self, epoch: int, steps: int) -> EpochEnd:
         self.model.load_state_dict(average(self.states, self.weights) if self.states else self.global_state)
-        val = self.evaluator.evaluate(self.val)
-        row = {
-            "round": epoch + 1,
-            "clients": self.chosen,
-            "examples": int(sum(self.weights)),
-            "val_loss": val["loss"],
-            "val_accuracy": val.get("accuracy"),
-            "val_macro_f1": val.get("macro_f1"),
-        }
+        end = validation(self.evaluator.evaluate(self.val))
+        end.row = {"round": epoch + 1, "clients": self.chosen, "examples": int(sum(self.weights)), **end.row}
         self.states, self.weights = [], []
-        return EpochEnd(row, {k: v for k, v in val.items() if not isinstance(v, (dict, list))})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    def summary(self, steps: int) -> dict[str, Any]:
-        return {}
+        return end

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from polymodal.gan.sample import build_gan
-from polymodal.kinds.base import Callback, RunKind, RunResult
+from polymodal.kinds.base import Callback, RunKind, RunResult, finish
 from polymodal.kinds.gan.data import load_gan_data
 from polymodal.kinds.gan.recipe import GANRecipe, gan_recipe_to_dict, parse_gan_recipe
 from polymodal.kinds.gan.run import GANRun
@@ -82,20 +82,7 @@ class GANKind(RunKind):
                 per_class=scored["per_class"],
                 classifier_test_accuracy=scorer.real_test_accuracy,
             )
-        record = {
-            "kind": self.name,
-            "split": "generated",
-            "generated": metrics,
-            "best_epoch": fit.best_epoch,
-            "epochs_run": fit.epochs_run,
-            "train_seconds": round(fit.seconds, 3),
-            "step_seconds": round(fit.step_seconds, 3),
-        }
-        run.write_record(record)
-        return RunResult(
-            run.path, self.name, metrics, "generated", record, {}, fit.best_epoch, fit.epochs_run, fit.seconds,
-            data.source, 0, fit, gan, data,
-        )  # fmt: skip
+        return finish(self, run, fit, metrics, data.source, dist, model=gan, data=data)
 
     def load(self, run: RunDir) -> GANRun:
         return GANRun(run)

@@ -13,7 +13,7 @@ import torch
 
 from polymodal.gpt.model import GPT, GPTConfig
 from polymodal.gpt.tokenizer import load_tokenizer
-from polymodal.kinds.base import Callback, RunKind, RunResult
+from polymodal.kinds.base import Callback, RunKind, RunResult, finish
 from polymodal.kinds.lm.data import BUILTIN, build_lm_data
 from polymodal.kinds.lm.model import LanguageModel
 from polymodal.kinds.lm.recipe import LMRecipe, lm_recipe_to_dict, parse_lm_recipe
@@ -83,26 +83,7 @@ class LMKind(RunKind):
         step = supervised_step(model, recipe.trainer, data.train, data.val, recipe.seed, dist)
         fit = Trainer(step, recipe.trainer, run, recipe.seed, callback, dist).fit(resume)
         val = step.evaluator.evaluate(data.val)
-        record = {
-            "kind": self.name,
-            "split": "val",
-            "val": val,
-            "best_val": fit.best_val,
-            "best_epoch": fit.best_epoch,
-            "epochs_run": fit.epochs_run,
-            "stopped_early": fit.stopped_early,
-            "train_seconds": round(fit.seconds, 3),
-            "step_seconds": round(fit.step_seconds, 3),
-            "processes": dist.world_size,
-            **fit.summary,
-        }
-        if dist.is_main:
-            run.write_record(record)
-        dist.barrier()
-        return RunResult(
-            run.path, self.name, val, "val", record, fit.best_val, fit.best_epoch, fit.epochs_run, fit.seconds,
-            data.source, 0, fit, model, data,
-        )  # fmt: skip
+        return finish(self, run, fit, val, data.source, dist, model=model, data=data)
 
     def load(self, run: RunDir) -> LMRun:
         return LMRun(run)

@@ -15,7 +15,7 @@ from torch import nn
 
 from polymodal.data.dataset import DataBundle, build_data, check_shapes, pin_options
 from polymodal.errors import DataError
-from polymodal.kinds.base import Callback, RunKind, RunResult, read_recipe
+from polymodal.kinds.base import Callback, RunKind, RunResult, finish, read_recipe
 from polymodal.kinds.pretrain.recipe import PretrainRecipe, parse_pretrain_recipe, pretrain_recipe_to_dict
 from polymodal.kinds.supervised.files import data_meta, saved_transforms, write_data_files
 from polymodal.pretrain.base import build_encoders
@@ -78,23 +78,8 @@ class PretrainKind(RunKind):
         step = supervised_step(model, recipe.trainer, data.splits["train"], data.splits["val"], recipe.seed, dist)
         fit = Trainer(step, recipe.trainer, run, recipe.seed, callback, dist).fit(resume)
         test = {"objective": recipe.objective.name, **step.evaluator.evaluate(data.splits["test"])}
-        record = {
-            "kind": self.name,
-            "split": "test",
-            "test": test,
-            "best_val": fit.best_val,
-            "best_epoch": fit.best_epoch,
-            "epochs_run": fit.epochs_run,
-            "stopped_early": fit.stopped_early,
-            "train_seconds": round(fit.seconds, 3),
-            "step_seconds": round(fit.step_seconds, 3),
-            "objective": dataclasses.asdict(recipe.objective.params),
-        }
-        run.write_record(record)
-        return RunResult(
-            run.path, self.name, test, "test", record, fit.best_val, fit.best_epoch, fit.epochs_run, fit.seconds,
-            data.source, len(data.skipped), fit, model, data,
-        )  # fmt: skip
+        extra = {"objective": dataclasses.asdict(recipe.objective.params)}
+        return finish(self, run, fit, test, data.source, dist, extra, len(data.skipped), model, data)
 
     def evaluate(self, run: RunDir, split: str = "test", table: Path | None = None) -> dict[str, Any]:
         """Re-score the run's kept weights on a split of its data with its objective's metrics (e.g. after a

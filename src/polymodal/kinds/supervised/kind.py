@@ -11,7 +11,7 @@ import torch
 from polymodal.config import Recipe, parse_recipe, recipe_to_dict
 from polymodal.data.dataset import build_data, pin_options
 from polymodal.errors import ConfigError, DataError
-from polymodal.kinds.base import Callback, Outputs, RunKind, RunResult
+from polymodal.kinds.base import Callback, Outputs, RunKind, RunResult, finish
 from polymodal.kinds.supervised.files import (
     check_same_everywhere,
     data_meta,
@@ -74,41 +74,8 @@ def train_supervised(
     step = supervised_step(model, recipe.trainer, data.splits["train"], data.splits["val"], recipe.seed, dist)
     fit = Trainer(step, recipe.trainer, run, recipe.seed, callback, dist).fit(resume)
     test = step.evaluator.evaluate(data.splits["test"])
-    record = {
-        "kind": kind.name,
-        "split": "test",
-        "test": test,
-        "test_without": modality_ablation(step.evaluator, data.splits["test"]),
-        "skipped_rows": len(data.skipped),
-        "best_val": fit.best_val,
-        "best_epoch": fit.best_epoch,
-        "epochs_run": fit.epochs_run,
-        "stopped_early": fit.stopped_early,
-        "train_seconds": round(fit.seconds, 3),
-        "step_seconds": round(fit.step_seconds, 3),  # inside training steps only (rank 0's clock)
-        "train_samples": fit.samples,  # examples that went through a training step, over all processes
-        "processes": dist.world_size,
-        **fit.summary,
-    }
-    if dist.is_main:
-        run.write_record(record)
-    dist.barrier()  # the run folder is complete before any process returns it
-    result = RunResult(
-        run.path,
-        kind.name,
-        test,
-        "test",
-        record,
-        fit.best_val,
-        fit.best_epoch,
-        fit.epochs_run,
-        fit.seconds,
-        data.source,
-        len(data.skipped),
-        fit,
-        model,
-        data,
-    )
+    extra = {"test_without": modality_ablation(step.evaluator, data.splits["test"]), "skipped_rows": len(data.skipped)}
+    result = finish(kind, run, fit, test, data.source, dist, extra, len(data.skipped), model, data)
     return result, meta
 
 
@@ -136,8 +103,7 @@ class SupervisedKind(RunKind):
     def evaluate(self, run: RunDir, split: str = "test", table: Path | None = None) -> dict[str, Any]:
         """Re-score the run's weights on a split of its own data, or on every row of another manifest."""
         t0 = time.perf_counter()
-        out = self.outputs(run, split, table, strict=True)
-        assert out is not None
+        out = self.outputs(run, split, table)
         evaluator = Evaluator(out.predictor.model, max(out.predictor.recipe.trainer.batch_size, 128))
         result = {
             **out.metrics,
@@ -149,9 +115,9 @@ class SupervisedKind(RunKind):
             result["skipped_rows"] = out.skipped
         return result
 
-    def outputs(self, run: RunDir, split: str, table: Path | None, strict: bool = False) -> Outputs | None:
-        """The model's outputs on ``split`` of its own data, or on every row of ``table``. When the run's own data
-        cannot be loaded, None (the report then shows why) — or the error itself with ``strict``."""
+    def outputs(self, run: RunDir, split: str, table: Path | None) -> Outputs:
+        """The model's outputs on ``split`` of its own data, or on every row of ``table`` (a data error is one
+        PolymodalError; the report shows it as a note instead)."""
         if split not in ("train", "val", "test"):
             raise DataError(f"unknown split '{split}'; use train, val or test")
         p = self.load(run)
