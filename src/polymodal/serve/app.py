@@ -6,8 +6,8 @@ adds a gradient × input saliency map per input), ``POST /predict/batch`` (JSON 
 ``GET /metadata`` (the inputs the model expects), ``GET /`` (the demo page), and FastAPI's ``/docs`` and
 ``/openapi.json``.
 
-All preprocessing is the run's own (:class:`polymodal.api.Predictor`); the hot path is one request parse,
-the transforms, and one forward under ``torch.inference_mode``. Every refused request is a JSON 4xx
+All preprocessing is the run's own (:class:`polymodal.kinds.supervised.predictor.Predictor`); the hot path is
+one request parse, the transforms, and one forward under ``torch.inference_mode``. Every refused request is a JSON 4xx
 ``{"error": "<one line saying what to do>"}`` and the server carries on.
 """
 
