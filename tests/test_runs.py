@@ -223,3 +223,14 @@ def test_a_recipe_file_that_is_not_text_or_is_a_folder_is_one_line(tmp_path, cap
     assert not (tmp_path / "r").exists()
     with pytest.raises(ConfigError, match="kind: unknown run kind 'gam' — did you mean 'gan'"):
         api.load_recipe({"name": "x", "kind": "gam"})
+
+
+def test_an_early_stop_records_the_epochs_it_trained_and_a_resume_trains_no_more(manifest, tmp_path):
+    run = tmp_path / "stopped"
+    res = api.train(tiny_recipe(manifest, epochs=40, patience=2, checkpoint_every=0), run)
+    record = json.loads((run / "metrics.json").read_text())
+    history = RunDir(run).history()
+    assert record["stopped_early"] and record["epochs_run"] == len(history) == res.epochs_run < 40
+    assert record["best_epoch"] == len(history) - 2  # two epochs without a better validation accuracy
+    again = api.train(None, run, resume=True)
+    assert again.epochs_run == len(history) and len(RunDir(run).history()) == len(history)
