@@ -234,3 +234,12 @@ def test_an_early_stop_records_the_epochs_it_trained_and_a_resume_trains_no_more
     assert record["best_epoch"] == len(history) - 2  # two epochs without a better validation accuracy
     again = api.train(None, run, resume=True)
     assert again.epochs_run == len(history) and len(RunDir(run).history()) == len(history)
+
+
+@pytest.mark.parametrize("name", ["gan", "pretrain", "federated"])
+def test_kinds_that_do_not_train_under_torchrun_say_so_before_joining_a_group(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; no rendezvous exists, so joining would hang
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConfigError, match=f"kind: {name} runs do not train under torchrun yet; train them in one"):
+        api.train(kind_named(name).example(tmp_path), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -348,9 +348,9 @@ def train(
         recipe = read_recipe(saved.recipe_file)
     recipe = read_recipe(recipe)
     kind = for_recipe(recipe)
-    dist = distributed.from_env()
-    if dist.enabled and not kind.distributed:
+    if distributed.world_size() > 1 and not kind.distributed:  # before joining the group: refuse, do not hang
         raise ConfigError(f"kind: {kind.name} runs do not train under torchrun yet; train them in one process")
+    dist = distributed.from_env()
     run = RunDir(run_dir if run_dir is not None else new_run_dir(recipe.name, dist))
     if not resume and run.is_trained():
         raise CheckpointError(f"{run.path} already holds a trained run; choose another --run-dir or pass --resume")

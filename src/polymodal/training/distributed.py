@@ -164,10 +164,15 @@ def backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
+def world_size() -> int:
+    """The number of processes torchrun started (1 outside torchrun); read from the environment only."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def from_env() -> Dist:
     """This process's :class:`Dist`, joining the process group ``torchrun`` describes in the environment
     (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``Dist()`` when it does not."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world <= 1:
         return Dist()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
