@@ -121,7 +121,7 @@ def test_usage_errors_through_the_installed_command_have_no_traceback():
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [
         "error: unknown command 'trian' — did you mean 'train'? (commands: benchmark, datasets, evaluate, export, "
-        "federated, generate, hyperopt, predict, report, sample, serve, train); see polymodal --help"
+        "federated, fit, generate, hyperopt, init, predict, report, sample, serve, train); see polymodal --help"
     ]
 
 

@@ -6,7 +6,7 @@ No public name is also a subpackage's name, so importing any module cannot repla
 """
 
 from polymodal.api import (
-    Predictor,
+    RunPredictor,
     RunResult,
     compare_modalities,
     evaluate,
@@ -17,6 +17,7 @@ from polymodal.api import (
 )
 from polymodal.config import Recipe, parse_recipe
 from polymodal.errors import CheckpointError, ConfigError, DataError, PolymodalError
+from polymodal.predictor import Predictor
 
 __version__ = "0.1.0"
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "sample_gan",
     "load",
     "Predictor",
+    "RunPredictor",
     "RunResult",
     "Recipe",
     "load_recipe",

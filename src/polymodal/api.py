@@ -14,7 +14,7 @@ from polymodal.errors import PolymodalError
 from polymodal.kinds.base import Callback, RunResult, for_run, read_recipe, require_verb
 from polymodal.kinds.base import train as train_any
 from polymodal.kinds.supervised.compare import compare_modalities
-from polymodal.kinds.supervised.predictor import Predictor
+from polymodal.kinds.supervised.predictor import RunPredictor
 from polymodal.runs import RunDir
 
 
@@ -47,7 +47,7 @@ def load_recipe(recipe: Any, overrides: tuple[str, ...] | list[str] = ()) -> Any
 
 
 def load(run_dir: str | Path, verb: str | None = None) -> Any:
-    """A finished run, ready for its use: a :class:`Predictor` (``.predict``) for supervised and federated runs,
+    """A finished run, ready for its use: a :class:`RunPredictor` (``.predict``) for supervised and federated runs,
     a language model (``.model``, ``.tokenizer``) for lm runs, a GAN (``.sample``) for gan runs.
 
     ``verb`` (``predict``, ``generate``, ``sample``) first checks the run's kind supports it: otherwise one
@@ -122,7 +122,7 @@ __all__ = [
     "export",
     "report",
     "sample_gan",
-    "Predictor",
+    "RunPredictor",
     "RunResult",
     "PolymodalError",
 ]

@@ -110,6 +110,7 @@ class TrainerConfig:
     # DP-SGD: per-example clipping + noise, Poisson batches; see polymodal.privacy (None = ordinary training).
     privacy: PrivacyConfig | None = None
     tensorboard: bool = False  # scalars into <run>/tb (needs the tensorboard extra)
+    time_limit: NonNegFloat = 0.0  # seconds: stop after the epoch that reaches it (0 = no limit)
 
 
 @dataclass

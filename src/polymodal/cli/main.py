@@ -24,8 +24,10 @@ from polymodal.cli import (
     evaluate,
     export,
     federated,
+    fit,
     generate,
     hyperopt,
+    init,
     predict,
     report,
     sample,
@@ -35,7 +37,21 @@ from polymodal.cli import (
 from polymodal.cli.render import err
 from polymodal.errors import PolymodalError, suggest
 
-COMMANDS = (train, evaluate, report, predict, generate, sample, export, serve, benchmark, federated, hyperopt)
+COMMANDS = (
+    fit,
+    init,
+    train,
+    evaluate,
+    report,
+    predict,
+    generate,
+    sample,
+    export,
+    serve,
+    benchmark,
+    federated,
+    hyperopt,
+)
 
 app = typer.Typer(
     add_completion=True,

@@ -29,7 +29,7 @@ from polymodal.export.onnx import PRESENT, OnnxModel, export_onnx, require
 from polymodal.export.prune import prune_global, sparsity
 from polymodal.export.quantize import quantize_onnx, quantize_torch
 from polymodal.kinds.base import require_verb
-from polymodal.kinds.supervised.predictor import Predictor
+from polymodal.kinds.supervised.predictor import RunPredictor
 from polymodal.runs import RunDir
 from polymodal.storage import atomic_write_text, weight_tensors
 
@@ -66,11 +66,11 @@ def default_name(quantize: str | None, prune: float | None) -> str:
     return "-".join(parts) + ".onnx"
 
 
-def load_exportable(run: Path) -> Predictor:
+def load_exportable(run: Path) -> RunPredictor:
     """The run's predictor, or a one-line reason why its model cannot be one ONNX graph."""
     rundir = RunDir(run)
     require_verb(rundir, "export", ExportError)  # a language model's or GAN's refusal: what export is for
-    predictor = Predictor(rundir)
+    predictor = RunPredictor(rundir)
     if hasattr(predictor.model.head, "reduce"):
         raise ExportError(
             f"{run} has a caption head: its text comes from a greedy decode loop with a KV cache, which export "
@@ -79,7 +79,7 @@ def load_exportable(run: Path) -> Predictor:
     return predictor
 
 
-def placeholder(predictor: Predictor, name: str, batch: int) -> torch.Tensor:
+def placeholder(predictor: RunPredictor, name: str, batch: int) -> torch.Tensor:
     dtype = getattr(torch, predictor.meta.get("in_dtypes", {}).get(name, "float32"))
     return torch.zeros(batch, *predictor.meta["in_shapes"][name], dtype=dtype)
 
@@ -220,7 +220,7 @@ def export_run(
 
 
 def describe(
-    predictor: Predictor,
+    predictor: RunPredictor,
     path: Path,
     names: list[str],
     uses_present: bool,

@@ -6,7 +6,7 @@ adds a gradient × input saliency map per input), ``POST /predict/batch`` (JSON 
 ``GET /metadata`` (the inputs the model expects), ``GET /`` (the demo page), and FastAPI's ``/docs`` and
 ``/openapi.json``.
 
-All preprocessing is the run's own (:class:`polymodal.kinds.supervised.predictor.Predictor`); the hot path is
+All preprocessing is the run's own (:class:`polymodal.kinds.supervised.predictor.RunPredictor`); the hot path is
 one request parse, the transforms, and one forward under ``torch.inference_mode``. Every refused request is a JSON 4xx
 ``{"error": "<one line saying what to do>"}`` and the server carries on.
 """
@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException
 from polymodal.errors import PolymodalError
 from polymodal.kinds.base import RunKind, require_verb
 from polymodal.kinds.lm.run import LMRun
-from polymodal.kinds.supervised.predictor import Predictor
+from polymodal.kinds.supervised.predictor import RunPredictor
 from polymodal.runs import RunDir
 from polymodal.serve.batcher import MicroBatcher
 from polymodal.serve.explain import METHOD, saliency
@@ -142,7 +142,7 @@ def add_refusal(app: FastAPI, path: str, message: str) -> None:
 def add_predict_routes(
     app: FastAPI,
     run: Path,
-    predictor: Predictor,
+    predictor: RunPredictor,
     limits: Limits,
     batch_ms: float,
     max_batch: int,

@@ -59,7 +59,7 @@ def saliency(
 
     Args:
         model: The run's model in eval mode; its head must return (B, K) logits.
-        example: One example's tensors from :meth:`Predictor.prepare` (no batch dimension).
+        example: One example's tensors from :meth:`RunPredictor.prepare` (no batch dimension).
         present: ``{input: given?}``; missing inputs get no map.
         modalities: ``{input: modality}``.
         transforms: The run's fitted transforms (for each input's baseline).

@@ -1,4 +1,4 @@
-"""Request values -> the raw values :meth:`Predictor.prepare` takes (file paths, arrays, strings, rows).
+"""Request values -> the raw values :meth:`RunPredictor.prepare` takes (file paths, arrays, strings, rows).
 
 The model's own transforms do all decoding and preprocessing. This module only turns what arrived over HTTP
 into what those transforms already accept, and refuses what a server must not pass on:

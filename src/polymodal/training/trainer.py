@@ -40,6 +40,7 @@ class LoopConfig(Protocol):
     checkpoint_every: int
     threads: int
     tensorboard: bool
+    time_limit: float
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Loop:
     checkpoint_every: int = 0
     threads: int = 0
     tensorboard: bool = False
+    time_limit: float = 0.0
 
 
 @dataclass
@@ -164,7 +166,8 @@ class Trainer:
             st.epoch, st.batch, st.loss_sum, st.seen = epoch + 1, 0, 0.0, 0
             st.seconds = time.perf_counter() - t_start
             patience = step.monitor.patience if step.monitor is not None else 0
-            st.stopped = bool(patience) and st.bad_epochs >= patience
+            out_of_time = bool(cfg.time_limit) and st.seconds >= cfg.time_limit
+            st.stopped = (bool(patience) and st.bad_epochs >= patience) or out_of_time
             self._checkpoint(st)
             if st.stopped:
                 log.info("early stop after epoch %d: no %s gain for %d epochs", epoch + 1, step.monitor, patience)

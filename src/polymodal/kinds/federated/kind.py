@@ -63,7 +63,7 @@ class FederatedKind(SupervisedKind):
         run.write_meta(self.name, meta, data.data_hash)
         write_data_files(run, data)
         step = FedAvgStep(model, cfg, fed, train, val, shards, seed)
-        loop = Loop(fed.rounds, threads=cfg.threads, tensorboard=cfg.tensorboard)  # an epoch is a round
+        loop = Loop(fed.rounds, 0, cfg.threads, cfg.tensorboard, cfg.time_limit)  # an epoch is a round
         fit = Trainer(step, loop, run, seed, callback).fit(resume)
         extra = {"federated": {**vars(fed), "client_sizes": sizes}}
         return finish(self, run, fit, step.evaluator.evaluate(test), data.source, dist, extra, 0, model, data)

@@ -55,6 +55,7 @@ class GANTrainerConfig:
     checkpoint_every: NonNegInt = 100  # generator steps; a checkpoint is also written at every epoch end
     threads: NonNegInt = 0
     tensorboard: bool = False  # scalars into <run>/tb (needs the tensorboard extra)
+    time_limit: NonNegFloat = 0.0  # seconds: stop after the epoch that reaches it (0 = no limit)
 
 
 @dataclass

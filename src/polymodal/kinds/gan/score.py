@@ -19,7 +19,7 @@ from polymodal.errors import ConfigError
 from polymodal.gan.sample import generate, to_uint8
 from polymodal.kinds.base import train
 from polymodal.kinds.gan.recipe import GANRecipe
-from polymodal.kinds.supervised.predictor import Predictor
+from polymodal.kinds.supervised.predictor import RunPredictor
 from polymodal.schema import read_recipe_yaml
 
 
@@ -60,7 +60,7 @@ class Scorer:
     run's own image transform, exactly as a PNG of them would be read)."""
 
     def __init__(self, classifier_dir: Path) -> None:
-        self.predictor = Predictor(classifier_dir)
+        self.predictor = RunPredictor(classifier_dir)
         self.input = next(iter(self.predictor.inputs))
         self.classes = list(self.predictor.classes)
         metrics = self.predictor.rundir.record()

@@ -20,7 +20,7 @@ from polymodal.kinds.supervised.files import (
     write_data_files,
 )
 from polymodal.kinds.supervised.init_from import init_encoders, pretrained_transforms
-from polymodal.kinds.supervised.predictor import Predictor
+from polymodal.kinds.supervised.predictor import RunPredictor
 from polymodal.model import build_model
 from polymodal.runs import RunDir
 from polymodal.training.distributed import Dist
@@ -97,8 +97,8 @@ class SupervisedKind(RunKind):
     def train(self, recipe: Recipe, run: RunDir, resume: bool, callback: Callback | None, dist: Dist) -> RunResult:
         return train_supervised(self, recipe, run, resume, callback, dist)[0]
 
-    def load(self, run: RunDir) -> Predictor:
-        return Predictor(run)
+    def load(self, run: RunDir) -> RunPredictor:
+        return RunPredictor(run)
 
     def evaluate(self, run: RunDir, split: str = "test", table: Path | None = None) -> dict[str, Any]:
         """Re-score the run's weights on a split of its own data, or on every row of another manifest."""

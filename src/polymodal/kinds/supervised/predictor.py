@@ -1,4 +1,4 @@
-"""A finished supervised run ready to predict from raw inputs: ``Predictor(run_dir).predict(image="x.png")``."""
+"""A finished supervised run ready to predict from raw inputs: ``RunPredictor(run_dir).predict(image="x.png")``."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from polymodal.storage import load_weights
 META: dict[str, type | tuple[type, ...]] = {"classes": list, "in_shapes": dict}
 
 
-class Predictor:
+class RunPredictor:
     """A trained run, ready to predict from raw inputs (file paths, arrays, values).
 
     Args:
