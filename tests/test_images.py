@@ -76,6 +76,18 @@ def test_palette_png_with_transparency_key_composites_without_a_pillow_warning(t
     assert np.allclose(pixels(grey(), str(p))[index == 0], 255, atol=1)
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+def test_colour_key_transparency_of_greyscale_rgb_and_16bit_pngs_shows_the_background(tmp_path, mode):
+    ink = digit()
+    p = tmp_path / f"key-{mode}.png"
+    paper = {"L": 0, "RGB": (0, 0, 0), "I;16": 0}[mode]  # the digit's paper is the transparency key
+    img = Image.fromarray(ink.astype(np.uint16) * 16) if mode == "I;16" else Image.fromarray(ink).convert(mode)
+    img.save(p, transparency=paper)
+    assert Image.open(p).mode == mode and "transparency" in Image.open(p).info
+    out = pixels(grey(background="#808080"), str(p))
+    assert np.allclose(out[ink == 0], 128, atol=1) and out[ink == 255].min() >= 254
+
+
 def test_exif_orientation_brings_a_sideways_jpeg_back_upright(tmp_path):
     upright = digit()
     p = tmp_path / "sideways.jpg"
