@@ -1,4 +1,8 @@
-"""Images: decode (Pillow) or take an array, resize, scale to [0, 1], normalise. Output (C, H, W)."""
+"""Images: decode (Pillow, cairosvg for SVG) or take an array, resize, scale to [0, 1], normalise. Output (C, H, W).
+
+What counts as an image file and how odd ones (transparency, EXIF rotation, 16-bit, CMYK) are brought to 8-bit
+greyscale/RGB lives in :mod:`polymodal.data.modalities.image_files`; docs/guides/images.md is the user's view.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from polymodal.data.modalities.base import Transform, pixel_noise
-from polymodal.errors import DataError
+from polymodal.data.modalities.image_files import check_colour, flatten, is_svg, parse_colour, rasterise_svg, upright
+from polymodal.errors import ConfigError, DataError
 from polymodal.registry import MODALITIES
 
 
@@ -28,6 +33,8 @@ class ImagePreprocessing:
     std: Annotated[float, Field(gt=0)] = 0.5
     # Refuse images above this many pixels before decoding them (decompression-bomb guard).
     max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    # What transparent pixels (alpha, palette or colour keys, SVG) show: a colour name or #rrggbb.
+    background: Annotated[str, AfterValidator(check_colour)] = "white"
     # Training-time augmentation, all off by default.
     hflip: Annotated[float, Field(ge=0, le=1)] = 0.0  # probability of a horizontal flip
     rotate: Annotated[float, Field(ge=0, le=180)] = 0.0  # max rotation in degrees, either way
@@ -47,6 +54,7 @@ class ImageTransform(Transform):
         mean: float,
         std: float,
         max_pixels: int,
+        background: str = "white",
         hflip: float = 0.0,
         rotate: float = 0.0,
         crop_scale: float = 1.0,
@@ -55,6 +63,11 @@ class ImageTransform(Transform):
     ) -> None:
         self.size, self.channels, self.mean, self.std = size, channels, mean, std
         self.max_pixels = max_pixels
+        # Stored as RGB so "white" and "#ffffff" give the same settings() and so the same cache key.
+        try:
+            self.background = parse_colour(background)
+        except ValueError as exc:
+            raise ConfigError(f"preprocessing.background: {exc}") from None
         self.hflip, self.rotate, self.crop_scale = hflip, rotate, crop_scale
         self.brightness, self.contrast = brightness, contrast
 
@@ -63,10 +76,12 @@ class ImageTransform(Transform):
             arr = value if value.dtype == np.uint8 else np.clip(value, 0, 255).astype(np.uint8)
             return Image.fromarray(arr)
         if isinstance(value, Image.Image):
-            return value
+            return upright(value)
         path = Path(value)
         if not path.is_file():
             raise DataError(f"image file not found: {path}")
+        if is_svg(path):
+            return rasterise_svg(path, self.size, self.max_pixels)
         try:
             with Image.open(path) as img:
                 if img.width * img.height > self.max_pixels:
@@ -75,7 +90,7 @@ class ImageTransform(Transform):
                         "downscale it or raise preprocessing.max_pixels"
                     )
                 img.load()
-                return img.copy()
+                return upright(img.copy())
         except Image.DecompressionBombError as exc:
             # Pillow refuses images above 2 × its own limit while reading the header, before our check.
             raise DataError(
@@ -83,10 +98,12 @@ class ImageTransform(Transform):
                 f"is {self.max_pixels})".replace(".; ", "; ")
             ) from None
         except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"cannot decode image {path}: {exc}; check it is a PNG/JPEG/WebP/BMP file") from None
+            raise DataError(
+                f"cannot decode image {path}: {exc}; check it is a PNG/JPEG/WebP/BMP/TIFF/GIF/SVG file"
+            ) from None
 
     def __call__(self, value: Any) -> torch.Tensor:
-        img = self.read(value).convert("L" if self.channels == 1 else "RGB")
+        img = flatten(self.read(value), "L" if self.channels == 1 else "RGB", self.background)
         if img.size != (self.size, self.size):
             img = img.resize((self.size, self.size), Image.BILINEAR)
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
