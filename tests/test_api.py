@@ -144,3 +144,15 @@ def test_a_run_whose_data_now_gives_other_shapes_stops_with_one_line(trained_run
 def test_bf16_autocast_trains(manifest, tmp_path):
     res = api.train(tiny_recipe(manifest, precision="bf16"), tmp_path / "bf16")
     assert res.test["accuracy"] > 0.6
+
+
+def test_progress_in_the_python_api_is_log_lines(manifest, tmp_path, caplog):
+    import logging
+
+    from polymodal.training.progress import log_progress
+
+    with caplog.at_level(logging.INFO, logger="polymodal.progress"):
+        api.train(tiny_recipe(manifest, epochs=2), tmp_path / "logged", callback=log_progress)
+    lines = [r.getMessage() for r in caplog.records if r.name == "polymodal.progress"]
+    assert lines[0].startswith("data: ") and lines[1].startswith("training ")
+    assert [ln.split(":")[0] for ln in lines[2:]] == ["epoch 1", "epoch 2"] and "val_accuracy" in lines[2]

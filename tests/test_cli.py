@@ -132,3 +132,21 @@ def test_version_and_no_arguments(capsys):
     assert code == 0 and "Usage" in out and "train" in out and not err
     res = run()
     assert res.returncode == 0 and "Traceback" not in res.stderr and "Commands" in res.stdout
+
+
+def test_progress_in_a_log_is_one_line_per_epoch_with_a_start_summary(manifest, tmp_path, capsys):
+    """Redirected output (not a terminal): the data and training summary first, then one line per epoch with
+    the monitored number, as they happen (no progress bars to wait for)."""
+    import yaml
+    from conftest import tiny_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(manifest, epochs=3, monitor="loss")))
+    code, out, err = run_cli(capsys, "train", path, "--run-dir", tmp_path / "run")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("data: ") and "72 train / 24 val / 24 test" in lines[0]
+    assert lines[1].startswith("training ") and "parameters on cpu for 3 epochs; keeping the best val_loss" in lines[1]
+    epochs = [ln for ln in lines if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("val loss" in ln for ln in epochs)

@@ -17,9 +17,11 @@ from rich.progress import (
 from rich.table import Table
 
 from polymodal.kinds.base import RunKind, kind_named
+from polymodal.training.progress import summary
 
 out = Console()
 err = Console(stderr=True)
+SHOWN = {"val_accuracy": "val acc", "val_loss": "val loss"}  # how progress lines name the monitored numbers
 
 
 def setup_logging(verbose: bool) -> None:
@@ -36,10 +38,14 @@ def lines(text: list[str]) -> None:
 
 class ProgressView:
     """Trainer events as one rich progress bar per epoch, each epoch's row worded by the run's kind
-    (:meth:`RunKind.progress`); a ``model_start`` event with ``kind=`` switches kind (a GAN's classifier)."""
+    (:meth:`RunKind.progress`); a ``model_start`` event with ``kind=`` switches kind (a GAN's classifier).
 
-    def __init__(self, kind: RunKind | None = None) -> None:
+    When stdout is not a terminal (redirected to a file, a CI log), no bars: one line per epoch, one every
+    ``every`` steps, flushed as they come, so a log shows progress while the run goes on."""
+
+    def __init__(self, kind: RunKind | None = None, every: int = 100) -> None:
         self.kind = kind or kind_named("supervised")
+        self.live, self.every, self.monitor, self.epochs = out.is_terminal, every, None, 0
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=20),
@@ -53,14 +59,26 @@ class ProgressView:
         self.model = ""
 
     def __enter__(self) -> ProgressView:
-        self.progress.start()
+        if self.live:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
+
+    def say(self, text: str) -> None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+        out.file.flush()
 
     def __call__(self, event: str, **info: Any) -> None:
-        if event == "model_start":
+        if event in ("data", "fit_start"):
+            self.monitor = info.get("monitor", self.monitor)
+            line = summary(event, info)
+            self.progress.console.print(line, markup=False, highlight=False) if self.live else self.say(str(line))
+        elif not self.live:
+            self.plain(event, info)
+        elif event == "model_start":
             self.model = f"[bold]{info['name']}[/] "
             if info.get("kind"):
                 self.kind = kind_named(info["kind"])
@@ -70,8 +88,31 @@ class ProgressView:
         elif event == "batch" and self.task is not None:
             self.progress.update(self.task, advance=1, info=f"loss {info['loss']:.3f}")
         elif event == "epoch_end" and self.task is not None:
-            mark = " *" if info["improved"] else ""
-            self.progress.update(self.task, info=self.kind.progress(info["metrics"]) + mark)
+            self.progress.update(self.task, info=self.epoch_text(info))
+
+    def epoch_text(self, info: dict[str, Any]) -> str:
+        """The kind's words for the epoch, the monitored number added when the kind leaves it out, and a star
+        when the epoch is the best so far."""
+        m, text = info["metrics"], self.kind.progress(info["metrics"])
+        key = self.monitor
+        label = SHOWN.get(key or "", (key or "").replace("_", " "))
+        if key and isinstance(m.get(key), float) and label not in text:
+            text += f"  {label} {m[key]:.4f}"
+        return text + (" *" if info["improved"] else "")
+
+    def plain(self, event: str, info: dict[str, Any]) -> None:
+        """Line-buffered progress for a log file."""
+        if event == "model_start":
+            self.model = f"{info['name']}: "
+            if info.get("kind"):
+                self.kind = kind_named(info["kind"])
+        elif event == "epoch_start":
+            self.epochs = info["epochs"]
+        elif event == "batch" and self.every and info["step"] % self.every == 0:
+            self.say(f"{self.model}step {info['step']}: loss {info['loss']:.4f}")
+        elif event == "epoch_end":
+            m = info["metrics"]
+            self.say(f"{self.model}epoch {m['epoch']}/{self.epochs}: {self.epoch_text(info)} ({m['seconds']:.1f} s)")
 
 
 def confusion(metrics: dict[str, Any]) -> Table:

@@ -128,6 +128,15 @@ class Trainer:
         board = None
         if cfg.tensorboard:  # a callback that logs scalars, then passes each event on to the display
             board = emit = TensorBoardLog(self.run / "tb", self.callback, st.step if resume else None)
+        emit(
+            "fit_start",
+            parameters=sum(p.numel() for p in step.model.parameters()),
+            device=str(dist.device),
+            processes=dist.world_size,
+            epochs=cfg.epochs,
+            start_epoch=st.epoch,
+            monitor=step.monitor.key if step.monitor is not None else None,
+        )
         while not st.stopped and st.epoch < cfg.epochs:
             epoch = st.epoch
             units = step.units(epoch)

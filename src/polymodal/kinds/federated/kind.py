@@ -43,6 +43,8 @@ class FederatedKind(SupervisedKind):
         fed, cfg, seed = recipe.federated, recipe.trainer, recipe.seed
         torch.manual_seed(seed)
         data = build_data(recipe)
+        if callback:
+            callback("data", source=data.source, sizes={k: len(v) for k, v in data.splits.items()})
         train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
         labels = train.targets.numpy()
         if data.target.get("kind", "class") != "class" or labels.ndim != 1:

@@ -63,6 +63,12 @@ class LMKind(RunKind):
             # The architecture is the base model's; only dropout may differ when fine-tuning.
             recipe.model = GPTConfig(**{**base.meta["model"], "dropout": recipe.model.dropout})
         data = build_lm_data(recipe, tokenizer)
+        if callback and dist.is_main:
+            callback(
+                "data",
+                source=data.source,
+                sizes={"train tokens": len(data.train.tokens), "val tokens": len(data.val.tokens)},
+            )
         cfg = dataclasses.replace(recipe.model, vocab_size=data.tokenizer.vocab_size)
         model = LanguageModel(GPT(cfg))
         if base is not None and not resume:

@@ -65,6 +65,8 @@ class PretrainKind(RunKind):
         torch.manual_seed(recipe.seed)
         data = build_data(recipe.data_recipe(), transform_states=saved_transforms(run, resume))
         model = build_objective(recipe, data)
+        if callback:
+            callback("data", source=data.source, sizes={k: len(v) for k, v in data.splits.items()})
         meta = {
             "objective": recipe.objective.name,
             "inputs": {s.name: {"modality": s.modality, "encoder": s.encoder.name} for s in recipe.inputs},

@@ -56,6 +56,8 @@ def train_supervised(
     if recipe.init_from is not None and not resume:
         states = pretrained_transforms(recipe.init_from, recipe)  # a pretrained text encoder needs its vocabulary
     data = build_data(recipe, transform_states=states)
+    if callback and dist.is_main:
+        callback("data", source=data.source, sizes={k: len(v) for k, v in data.splits.items()})
     check_monitor(recipe, data.target)
     contexts = {name: t.context() for name, t in data.transforms.items()}
     model = build_model(recipe, data.splits["train"].shapes, data.target, contexts)
