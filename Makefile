@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,pretrained,caption,export,hyperopt,tensorboard,serve,svg]"
+	$(BIN)/python -m pip install -q -e ".[dev,pretrained,caption,export,hyperopt,tensorboard,serve,svg,mlflow]"
 	touch $@
 
 clean:

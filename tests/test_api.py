@@ -9,6 +9,7 @@ from conftest import tiny_recipe
 
 from polymodal import api
 from polymodal.errors import CheckpointError, DataError
+from polymodal.runs import RunDir
 
 
 def test_run_directory_is_complete(trained_run):
@@ -156,3 +157,29 @@ def test_progress_in_the_python_api_is_log_lines(manifest, tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "polymodal.progress"]
     assert lines[0].startswith("data: ") and lines[1].startswith("training ")
     assert [ln.split(":")[0] for ln in lines[2:]] == ["epoch 1", "epoch 2"] and "val_accuracy" in lines[2]
+
+
+def test_mlflow_and_tensorboard_record_settings_and_every_epoch(manifest, tmp_path, monkeypatch):
+    """trainer.mlflow: one MLflow run in a local mlruns/ folder with the trainer settings and each epoch's
+    numbers (a resume continues the same MLflow run); trainer.tensorboard also records the settings (hparams)."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = tmp_path / "tracked"
+    api.train(tiny_recipe(manifest, epochs=3, mlflow=True, tensorboard=True, checkpoint_every=2), run)
+    client = MlflowClient(f"file:{tmp_path / 'mlruns'}")
+    (found,) = client.search_runs([client.get_experiment_by_name("polymodal").experiment_id])
+    assert found.info.run_name == "tracked" and found.data.params["lr"] == "0.01"
+    history = client.get_metric_history(found.info.run_id, "val_loss")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.value for m in history] == pytest.approx([r["val_loss"] for r in RunDir(run).history()])
+    assert (run / "mlflow_run_id.txt").read_text().strip() == found.info.run_id
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in (run / "tb").rglob("events.out.tfevents*"):
+        acc = EventAccumulator(str(events)).Reload()
+        tags |= set(acc.Tags()["scalars"]) | set(acc.summary_metadata)
+    assert "val/loss" in tags and any("hparams" in t for t in tags)

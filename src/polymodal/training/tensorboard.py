@@ -63,5 +63,9 @@ class TensorBoardLog:
                 self.writer.add_scalar(f"{group}/{key.removeprefix('val_')}", value, step)
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, hparams: dict[str, Any] | None = None, best: dict[str, Any] | None = None) -> None:
+        """Record the run's settings with its best validation numbers (TensorBoard's HPARAMS tab), then close."""
+        if hparams:
+            scores = {f"best/{k}": float(v) for k, v in (best or {}).items() if isinstance(v, (int, float))}
+            self.writer.add_hparams(hparams, scores, run_name=".")
         self.writer.close()

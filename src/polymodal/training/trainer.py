@@ -12,6 +12,7 @@ uninterrupted one does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from polymodal.runs import RunDir
 from polymodal.storage import load_weights, save_weights
 from polymodal.training.checkpoint import load_checkpoint, save_checkpoint
 from polymodal.training.distributed import Dist
+from polymodal.training.mlflow import MLflowLog
 from polymodal.training.state import LoopState
 from polymodal.training.steps import TrainStep
 from polymodal.training.tensorboard import TensorBoardLog
@@ -41,6 +43,7 @@ class LoopConfig(Protocol):
     threads: int
     tensorboard: bool
     time_limit: float
+    mlflow: bool
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Loop:
     threads: int = 0
     tensorboard: bool = False
     time_limit: float = 0.0
+    mlflow: bool = False
 
 
 @dataclass
@@ -66,6 +70,12 @@ class FitResult:
     step_seconds: float = 0.0  # time inside training steps only (no first-use data decoding, no validation)
     samples: int = 0  # training examples processed, over all processes
     summary: dict[str, Any] = field(default_factory=dict)  # the step strategy's own record (e.g. privacy)
+
+
+def settings(cfg: Any) -> dict[str, Any]:
+    """The trainer section's scalar settings (hyperparameters for TensorBoard and MLflow)."""
+    values = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
+    return {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool))}
 
 
 class Trainer:
@@ -95,6 +105,8 @@ class Trainer:
         self.callback: Callback = callback if callback and self.dist.is_main else (lambda event, **info: None)
         if cfg.tensorboard:  # fail before training starts when the package is missing
             TensorBoardLog.check()
+        if cfg.mlflow:
+            MLflowLog.check()
 
     def _resume(self) -> LoopState:
         st = load_checkpoint(
@@ -125,9 +137,11 @@ class Trainer:
             self.run.keep_history(st.epoch) if resume else self.run.clear_history()
         t_start = time.perf_counter() - st.seconds
         emit: Callback = self.callback
-        board = None
+        board, tracker = None, None
         if cfg.tensorboard:  # a callback that logs scalars, then passes each event on to the display
             board = emit = TensorBoardLog(self.run / "tb", self.callback, st.step if resume else None)
+        if cfg.mlflow and dist.is_main:
+            tracker = emit = MLflowLog(self.run, emit, settings(cfg))
         emit(
             "fit_start",
             parameters=sum(p.numel() for p in step.model.parameters()),
@@ -181,7 +195,9 @@ class Trainer:
             if st.stopped:
                 log.info("early stop after epoch %d: no %s gain for %d epochs", epoch + 1, step.monitor, patience)
         if board is not None:
-            board.close()
+            board.close(settings(cfg), st.best_val)
+        if tracker is not None:
+            tracker.close()
         dist.barrier()  # rank 0 has written the kept weights; every process reads them
         load_weights(step.model, self.run.weights)
         return FitResult(

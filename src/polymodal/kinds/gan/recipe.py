@@ -56,6 +56,7 @@ class GANTrainerConfig:
     threads: NonNegInt = 0
     tensorboard: bool = False  # scalars into <run>/tb (needs the tensorboard extra)
     time_limit: NonNegFloat = 0.0  # seconds: stop after the epoch that reaches it (0 = no limit)
+    mlflow: bool = False  # parameters and per-epoch metrics to MLflow (needs the mlflow extra)
 
 
 @dataclass
