@@ -17,7 +17,8 @@ from polymodal.data.dataset import build_data
 from polymodal.data.datasets.clipart import Clipart, clean_keywords, clipart_dir
 from polymodal.data.datasets.mnist import mnist_arrays
 from polymodal.data.leak import WordRemover, label_words, leak_rate
-from polymodal.data.modalities.text import PAD
+from polymodal.data.modalities.text import PAD, TextTransform
+from polymodal.errors import DataError
 
 NAMES = ["zero", "one", "two"]
 PER_CLASS = 25
@@ -136,3 +137,9 @@ def test_clipart_keywords_name_no_category_at_all():
     frame = Clipart(None, min_per_class=20, drop_category_words=True).load().frame
     found = WordRemover(label_words(*frame["category"].unique())).found
     assert not any(found(k) for k in frame["keywords"])
+
+
+def test_the_option_without_class_names_stops_with_one_line():
+    t = TextTransform("wordpiece", 60, 1, 8, True, 0.0, drop_label_words=True)
+    with pytest.raises(DataError, match="classification or multi-label head"):
+        t.fit(["a hand-written two"])
