@@ -16,8 +16,9 @@ from torch.utils.data import Dataset
 
 from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
+from polymodal.data.leak import warn_if_leaky
 from polymodal.data.table import Table, assign_splits, label_subset, read_table
-from polymodal.data.targets import encode_known, encode_targets
+from polymodal.data.targets import encode_known, encode_targets, split_labels
 from polymodal.errors import DataError
 from polymodal.registry import DATASETS, HEADS, MODALITIES
 
@@ -260,6 +261,16 @@ def screen(ds: ExampleDataset, split: str, on_error: str) -> tuple[ExampleDatase
     return ds.subset(keep), bad
 
 
+def check_leak(name: str, cells: list[Any], labels: np.ndarray, target: dict[str, Any], separator: str) -> None:
+    """Warn when the training cells of text input ``name`` name their own labels (see polymodal.data.leak)."""
+    present = [i for i, c in enumerate(cells) if not is_missing(c)]
+    if target["kind"] == "class":
+        own = [[str(labels[i])] for i in present]
+    else:
+        own = [split_labels(labels[i], separator) for i in present]
+    warn_if_leaky(name, [str(cells[i]) for i in present], own, target["classes"])
+
+
 def build_data(
     recipe: Recipe,
     transform_states: dict[str, Any] | None = None,
@@ -303,11 +314,19 @@ def build_data(
     columns = {
         name: {s.name: input_cells(frame, s, r, table.base_dir) for s in recipe.inputs} for name, r in rows.items()
     }
+    # Class names are known before fitting: a text input may remove their words (polymodal.data.leak).
+    classes = target["classes"] if target["kind"] in ("class", "multilabel") else None
     for s in recipe.inputs:
+        if classes is not None:
+            transforms[s.name].see_labels(classes)
         if transform_states is not None and s.name in transform_states:
             transforms[s.name].load_state_dict(transform_states[s.name])
         else:
             transforms[s.name].fit([c for c in columns["train"][s.name] if not is_missing(c)])
+            # Only inputs that can remove the words are checked, so that the warning's advice applies.
+            if classes is not None and getattr(transforms[s.name], "drop_label_words", True) is False:
+                train_labels = frame[table.label].to_numpy()[rows["train"]]
+                check_leak(s.name, columns["train"][s.name], train_labels, target, recipe.data.label_separator)
     disk_cache = FeatureCache(recipe.data.disk_cache_dir or default_cache_dir()) if recipe.data.disk_cache else None
     splits, skipped = {}, []
     for name, r in rows.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from polymodal.data.datasets.common import ENV_VAR, find_local
+from polymodal.data.leak import WordRemover, label_words
 from polymodal.data.table import Table
 from polymodal.errors import DataError
 from polymodal.registry import DATASETS
@@ -28,16 +28,13 @@ def clipart_dir(override: str | None) -> Path | None:
 
 def category_words(category: str) -> set[str]:
     """The category's own words and their singulars: 'signs_and_symbols' -> signs, sign, symbols, symbol."""
-    words = {w for w in re.split(r"[_\s]+", category.lower()) if w and w != "and"}
-    return words | {w[:-1] for w in words if w.endswith("s")} | {category.lower()}
+    return label_words(category)
 
 
-def clean_keywords(keywords: str, category: str) -> str:
-    """Space-separated keyword words without the words that restate the category label (also inside
-    phrases such as 'computer mouse')."""
-    leak = category_words(category)
-    words = (w for k in str(keywords).split(";") for w in k.split())
-    return " ".join(w for w in words if w.lower().strip(".,-") not in leak)
+def clean_keywords(keywords: str, *categories: str) -> str:
+    """Space-separated keyword words without the words of ``categories`` (also inside phrases such as
+    'computer mouse'); the loader passes every category, as the text option ``drop_label_words`` does."""
+    return WordRemover(label_words(*categories))(str(keywords).replace(";", " "))
 
 
 @dataclass
@@ -45,7 +42,9 @@ class ClipartOptions:
     """Recipe keys under ``data.options`` for ``clipart``.
 
     drop_category_words: many images carry their category as a keyword ('animal' on every animal); kept,
-    text-only accuracy measures a label lookup, not understanding, so by default those keywords are removed.
+    text-only accuracy measures a label lookup, not understanding, so by default the words of every category
+    name are removed from every row's keywords (the mechanism of any table's text option
+    ``preprocessing.drop_label_words``, see polymodal.data.leak).
     """
 
     clipart_dir: str | None = None
@@ -72,9 +71,9 @@ class Clipart:
         counts = frame["category"].value_counts()
         frame = frame[frame["category"].map(counts) >= self.min_per_class].reset_index(drop=True)
         if self.drop_category_words:
-            frame["keywords"] = [
-                clean_keywords(k, c) for k, c in zip(frame["keywords"], frame["category"], strict=True)
-            ]
+            # Every category's words, not only the row's own: what is left must not say "not that category".
+            remove = WordRemover(label_words(*frame["category"].unique()))
+            frame["keywords"] = [remove(str(k).replace(";", " ")) for k in frame["keywords"]]
         else:
             frame["keywords"] = frame["keywords"].str.replace(";", " ")
         # One drawing is often filed under several categories or sub-folders (8,118 rows, 6,814 distinct

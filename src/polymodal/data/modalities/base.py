@@ -6,6 +6,8 @@ A transform turns one table cell into one example tensor. Its parts:
 - ``augment(x)``: random training-time augmentation on that tensor (identity by default; uses torch's
   global RNG, which the trainer seeds and checkpoints);
 - ``fit(values)``: learn statistics or a vocabulary from the training split's cells (no-op by default);
+- ``see_labels(classes)``: the run's class names, told before ``fit`` (a text input removes their words
+  when asked, see polymodal.data.leak; no-op by default);
 - ``state_dict()`` / ``load_state_dict()``: what ``fit`` learnt, as JSON-able data saved with the run;
 - ``context()``: extra keyword arguments the modality's encoders are built with (e.g. ``vocab_size``);
 - ``corrupt(value, x, level, rng)``: a noisy version of the example (cell ``value``, clean tensor ``x``) for
@@ -42,6 +44,9 @@ class Transform:
         return x
 
     def fit(self, values: list[Any]) -> None:
+        return None
+
+    def see_labels(self, classes: list[str]) -> None:
         return None
 
     def state_dict(self) -> dict[str, Any]:

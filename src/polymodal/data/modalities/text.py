@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from polymodal.data.leak import WordRemover, label_words
 from polymodal.data.modalities.base import Transform
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
@@ -36,6 +37,9 @@ class TextPreprocessing:
     max_length: Annotated[int, Field(ge=1)] = 32
     lowercase: bool = True
     token_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # training-time: replace tokens by [UNK]
+    # Remove the words of every class name (the run's labels) before tokenising, in training and prediction
+    # alike, so that text restating its label cannot be looked up (docs/guides/label-leak.md).
+    drop_label_words: bool = False
 
 
 def minilm_dir() -> Path:
@@ -100,11 +104,14 @@ class TextTransform(Transform):
         max_length: int,
         lowercase: bool,
         token_dropout: float,
+        drop_label_words: bool = False,
     ) -> None:
         self.kind, self.vocab_size, self.min_frequency = tokenizer, vocab_size, min_frequency
         self.max_length, self.lowercase, self.token_dropout = max_length, lowercase, token_dropout
+        self.drop_label_words = drop_label_words
         self._tok: Tokenizer | None = None
         self._chars: dict[str, int] | None = None
+        self._remover: WordRemover | None = None  # set from the class names (see see_labels) when dropping
 
     @classmethod
     def example_cells(cls, n: int, folder: Path) -> list[Any]:
@@ -120,11 +127,28 @@ class TextTransform(Transform):
         sentences = [s.strip() for s in text.replace("\n", " ").split(".") if len(s.split()) >= 4]
         return sentences[:n]
 
+    def see_labels(self, classes: list[str]) -> None:
+        if self.drop_label_words:
+            self._remover = WordRemover(label_words(*classes))
+
+    def clean(self, text: str) -> str:
+        """``text`` without the class names' words when ``drop_label_words`` is on, else unchanged."""
+        if not self.drop_label_words:
+            return text
+        if self._remover is None:
+            raise DataError(
+                "preprocessing.drop_label_words needs the run's class names: use it with a classification or "
+                "multi-label head, and retrain a run whose transforms.json lacks label_words"
+            )
+        return self._remover(text)
+
     def fit(self, values: list[Any]) -> None:
+        # The vocabulary is learnt from the text the model will see: removed label words get no tokens.
+        texts = [self.clean(as_text(v)) for v in values]
         if self.kind == "minilm":
             self._tok = minilm_tokenizer()
             return
-        texts = [as_text(v).lower() if self.lowercase else as_text(v) for v in values]
+        texts = [t.lower() for t in texts] if self.lowercase else texts
         if self.kind == "char":
             counts = Counter(ch for t in texts for ch in t)
             keep = [c for c, n in counts.most_common(self.vocab_size - len(SPECIALS)) if n >= self.min_frequency]
@@ -146,13 +170,17 @@ class TextTransform(Transform):
         self._tok = tok
 
     def state_dict(self) -> dict[str, Any]:
+        # A loaded run removes the same words as training did, even if its data's labels differ.
+        extra = {"label_words": self._remover.words} if self._remover is not None else {}
         if self._chars is not None:
-            return {"kind": "char", "chars": list(self._chars)}
+            return {"kind": "char", "chars": list(self._chars), **extra}
         if self.kind == "minilm":
-            return {"kind": "minilm"}  # the vocabulary ships with the package
-        return {"kind": self.kind, "tokenizer": self._tok.to_str()} if self._tok is not None else {}
+            return {"kind": "minilm", **extra}  # the vocabulary ships with the package
+        return {"kind": self.kind, "tokenizer": self._tok.to_str(), **extra} if self._tok is not None else extra
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "label_words" in state:
+            self._remover = WordRemover(state["label_words"])
         if "chars" in state:
             self._chars = {c: i for i, c in enumerate(state["chars"])}
         elif state.get("kind") == "minilm":
@@ -188,7 +216,7 @@ class TextTransform(Transform):
         return [self._tok.id_to_token(i) or "[UNK]" for i in ids.tolist()]
 
     def __call__(self, cell: Any) -> torch.Tensor:
-        ids = self.ids(as_text(cell))[: self.max_length]
+        ids = self.ids(self.clean(as_text(cell)))[: self.max_length]
         out = torch.zeros(self.max_length, dtype=torch.long)
         out[: len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out  # (T,)
