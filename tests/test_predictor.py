@@ -142,6 +142,12 @@ def test_fit_init_and_predict_data_from_the_command_line(frames, tmp_path, capsy
                              "--run-dir", run, *sets)  # fmt: skip
     assert code == 0, err
     assert "columns: image: image, audio: audio, ink: numeric, parity: categorical" in out and "test accuracy" in out
+    one = test.iloc[0]
+    code, out, err = run_cli(capsys, "predict", run, "--image", one["image"], "--audio", one["audio"], "--tabular",
+                             json.dumps({"ink": one["ink"], "parity": one["parity"]}), "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["label"] in {"d0", "d1", "d2"}, err
+    line = one_error_line(*run_cli(capsys, "predict", run, "--tabular", "ink=3")[::2])
+    assert "--tabular: a tabular input is JSON, e.g. --tabular" in line
     rows = test.copy()
     rows.loc[1, "image"] = str(tmp_path / "missing.png")
     rows.to_csv(tmp_path / "new.csv", index=False)
