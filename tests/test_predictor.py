@@ -163,3 +163,26 @@ def test_fit_init_and_predict_data_from_the_command_line(frames, tmp_path, capsy
     assert list(written["row"]) == [i for i in range(len(test)) if i != 1]
     assert {"label", "p_d0", "p_d1", "p_d2"} <= set(written.columns)
     assert (written["label"] == test["label"].drop(index=1).to_numpy()).mean() >= 0.8
+
+
+@pytest.mark.skipif(
+    __import__("polymodal.data.datasets.clipart", fromlist=["clipart_dir"]).clipart_dir(None) is None,
+    reason="needs the local OpenClipArt copy",
+)
+def test_three_lines_on_a_clipart_dataframe(tmp_path):
+    """The README's three lines on real clip art: image files + keyword text -> category (5 categories)."""
+    from polymodal.data.datasets.clipart import clipart_dir
+
+    root = clipart_dir(None)
+    frame = pd.read_csv(root / "captions.csv", keep_default_na=False)
+    top = frame["category"].value_counts().index[:5]
+    frame = frame[frame["category"].isin(top)].groupby("category").head(80).sample(frac=1, random_state=0)
+    frame = frame.assign(image=[str(root / v) for v in frame["image"]])  # paths in captions.csv are relative to it
+    frame = frame[["image", "keywords", "category"]].reset_index(drop=True)
+    train, test = frame.iloc[:320], frame.iloc[320:]
+    predictor = polymodal.Predictor(label="category", presets="fast", path=tmp_path / "clip")
+    predictor.fit(train, overrides=("trainer.epochs=10", "trainer.threads=1"))
+    assert predictor.fit_summary()["column_types"] == {"image": "image", "keywords": "text"}
+    accuracy = predictor.evaluate(test)["accuracy"]
+    assert accuracy >= 0.5, accuracy  # five categories: chance is 0.2
+    assert (predictor.predict(test) == test["category"].to_numpy()).mean() == pytest.approx(accuracy)

@@ -66,12 +66,13 @@ def write_table(frame: pd.DataFrame, folder: Path) -> Path:
         path = folder / "table.csv"
         frame.to_csv(path, index=False)
         return path
+    cells = frame.map(lambda v: v.tolist() if isinstance(v, np.ndarray) else v)  # Parquet stores lists, not arrays
     try:
         path = folder / "table.parquet"
-        frame.to_parquet(path, index=False)
+        cells.to_parquet(path, index=False)
     except ImportError:
         raise DataError("a table with list or array cells is saved as Parquet: pip install pyarrow") from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ArithmeticError) as exc:
         raise DataError(f"the table cannot be saved ({exc}); give images as file paths, series as lists") from None
     return path
 

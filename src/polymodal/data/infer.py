@@ -67,6 +67,8 @@ def column_type(values: pd.Series, base_dir: Path | None) -> str:
         return "series"
     if all(isinstance(v, np.ndarray) and v.ndim in (2, 3) and v.dtype == np.uint8 for v in sample):
         return "image"
+    if all(isinstance(v, np.ndarray) and v.ndim == 2 and np.issubdtype(v.dtype, np.number) for v in sample):
+        return "series"  # (T, C) steps of channels
     if all(isinstance(v, (bool, np.bool_)) for v in sample):
         return "categorical"
     if all(isinstance(v, (int, float, np.integer, np.floating)) for v in sample):
