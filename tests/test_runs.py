@@ -15,7 +15,7 @@ import yaml
 from conftest import one_error_line, run_cli, tiny_recipe
 
 from polymodal import api
-from polymodal.errors import CheckpointError, ConfigError
+from polymodal.errors import CheckpointError, ConfigError, PolymodalError
 from polymodal.kinds.base import kind_named
 from polymodal.runs import SCHEMA, RunDir
 from polymodal.training.checkpoint import load_checkpoint
@@ -243,3 +243,46 @@ def test_kinds_that_do_not_train_under_torchrun_say_so_before_joining_a_group(na
     with pytest.raises(ConfigError, match=f"kind: {name} runs do not train under torchrun yet; train them in one"):
         api.train(kind_named(name).example(tmp_path), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Recipe semantics and paths a user controls (issue 16's first items)
+
+
+def test_booleans_are_not_numbers_and_numbers_are_finite(manifest):
+    """YAML's true and .inf/.nan are values of a number field only in appearance; each is one line."""
+    for trainer, says in (({"epochs": True}, "trainer.epochs: bad value True — a number is needed here, not"),
+                          ({"lr": float("inf")}, "trainer.lr: bad value inf — give a finite number")):  # fmt: skip
+        with pytest.raises(ConfigError, match=says):
+            api.load_recipe(tiny_recipe(manifest, **trainer))
+    raw = tiny_recipe(manifest)
+    raw["inputs"][0]["preprocessing"] = {"mean": float("nan")}  # a float without bounds: only finiteness says no
+    with pytest.raises(ConfigError, match="inputs.image.preprocessing.mean: bad value nan — give a finite number"):
+        api.load_recipe(raw)
+    assert yaml.safe_load("{a: true, b: .inf}") == {"a": True, "b": float("inf")}  # what YAML gives for these
+
+
+def test_a_missing_recipe_path_is_not_silently_a_built_in_one(tmp_path):
+    with pytest.raises(ConfigError, match="recipe '/video_digits.yaml' not found"):
+        api.load_recipe("/video_digits.yaml")
+    with pytest.raises(ConfigError, match="not found"):
+        api.load_recipe(tmp_path / "avdigits.yaml")
+    assert api.load_recipe("avdigits").name == api.load_recipe("recipes/avdigits.yaml").name == "avdigits"
+
+
+def test_latest_may_not_point_outside_the_checkpoints_folder(manifest, tmp_path):
+    run = tmp_path / "run"
+    api.train(tiny_recipe(manifest, epochs=1), run)
+    (run / "checkpoints" / "latest").write_text("../../elsewhere\n")
+    with pytest.raises(CheckpointError, match="points outside .* fix or delete it"):
+        api.train(None, run, resume=True)
+
+
+def test_a_split_that_does_not_exist_or_does_not_apply_is_refused_for_every_kind(tmp_path):
+    lm = kind_named("lm").example(tmp_path)
+    api.train(lm, tmp_path / "lm")
+    with pytest.raises(PolymodalError, match="unknown split 'banana'; use train, val or test"):
+        api.evaluate(tmp_path / "lm", "banana")
+    with pytest.raises(PolymodalError, match="is scored on its val data when training ends; drop --split"):
+        api.evaluate(tmp_path / "lm", "train")
+    assert api.evaluate(tmp_path / "lm", "val")["loss"] > 0

@@ -8,6 +8,7 @@ and what is allowed (pydantic checks the annotated field types).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -28,12 +29,25 @@ NonNegFloat = Annotated[float, Field(ge=0.0)]
 BUILTIN_RECIPES = Path(__file__).parent / "recipes"
 
 
+def _numbers(tp: Any) -> set[type]:
+    """The number types (int, float) a field's type admits, looking inside Annotated, Optional and unions."""
+    if tp in (int, float):
+        return {tp}
+    return {t for arg in typing.get_args(tp) for t in _numbers(arg)}
+
+
 def _leaf(tp: Any, value: Any, where: str) -> Any:
+    # YAML's true/false would pass as 1/0 and .inf/.nan as floats: a number field takes neither.
+    if isinstance(value, bool) and _numbers(tp) and bool not in typing.get_args(tp) and tp is not bool:
+        raise ConfigError(f"{where}: bad value {value!r} — a number is needed here, not true/false")
     try:
-        return TypeAdapter(tp).validate_python(value)
+        out = TypeAdapter(tp).validate_python(value)
     except ValidationError as exc:
         msg = exc.errors()[0]["msg"]
         raise ConfigError(f"{where}: bad value {value!r} — {msg[0].lower()}{msg[1:]}") from None
+    if isinstance(out, float) and not math.isfinite(out):
+        raise ConfigError(f"{where}: bad value {value!r} — give a finite number")
+    return out
 
 
 def parse_dataclass(cls: type, data: Any, where: str) -> Any:
@@ -112,7 +126,9 @@ def find_recipe(path: str | Path) -> Path:
     if p.exists():
         return p
     builtin = BUILTIN_RECIPES / f"{p.name.removesuffix('.yaml')}.yaml"
-    if p.suffix in ("", ".yaml") and builtin.exists() and len(p.parts) <= 2:
+    # A bare name (avdigits) or recipes/NAME.yaml, as the README writes it; never another folder's missing file.
+    bare = len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "recipes")
+    if p.suffix in ("", ".yaml") and builtin.exists() and bare:
         return builtin
     raise ConfigError(f"recipe '{path}' not found; give a YAML path or a built-in name ({', '.join(builtin_names())})")
 

@@ -154,6 +154,12 @@ class RunKind:
             raise PolymodalError(
                 f"{run.path} is a kind: {self.name} run; --data is for multimodal models (drop --data)"
             )
+        if split not in ("train", "val", "test"):
+            raise PolymodalError(f"unknown split '{split}'; use train, val or test")
+        if split != "test" and split != self.split:
+            raise PolymodalError(
+                f"a kind: {self.name} run is scored on its {self.split} data when training ends; drop --split"
+            )
         run.require("metrics.json")
         return run.final_metrics()[1]
 

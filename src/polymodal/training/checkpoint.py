@@ -132,6 +132,10 @@ def load_checkpoint(
     if not pointer.is_file():
         raise CheckpointError(f"no checkpoint in {ckpt_root}; start without --resume")
     named = ckpt_root / pointer.read_text(encoding="utf-8").strip()
+    if named.resolve().parent != ckpt_root.resolve():  # `latest` names a folder, not a path elsewhere
+        raise CheckpointError(
+            f"{pointer} points outside {ckpt_root} ({named}); a checkpoint is a folder inside it — fix or delete it"
+        )
     others = sorted((p for p in ckpt_root.glob("step-*") if p.is_dir() and p != named), reverse=True)
     first_error: CheckpointError | None = None
     for folder in [named, *others]:

@@ -44,7 +44,7 @@ def read_stream(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
         try:  # steps as numbers or as lists of channel values (how a Parquet table gives them back)
             value = np.array([np.asarray(step, dtype=np.float64) for step in value], dtype=np.float64)
         except (TypeError, ValueError):
-            raise DataError("a series cell must be a list of steps, each a number or a list of channel values") from None
+            raise DataError("a series cell must be a list of steps, each a number or a list of channels") from None
     if isinstance(value, np.ndarray):
         arr = value[:, None] if value.ndim == 1 else value
         return arr.astype(np.float64), None, "array"
