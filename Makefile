@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all lint clean
+.PHONY: demo test test-all lint docs clean
 
 demo: $(VENV)/.installed
 	$(BIN)/polymodal train
@@ -21,12 +21,17 @@ test-all: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests
 
+# The docs site (mkdocs.yml, docs/) into site/; --strict fails on a broken link, anchor or nav entry. The
+# reference pages are generated from the code by docs/hooks/reference.py during the build.
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,pretrained,caption,export,hyperopt,tensorboard,serve,svg,mlflow]"
+	$(BIN)/python -m pip install -q -e ".[dev,pretrained,caption,export,hyperopt,tensorboard,serve,svg,mlflow,docs]"
 	touch $@
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

@@ -93,7 +93,7 @@ def export_onnx(
         tmp.unlink(missing_ok=True)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(
-            f"torch.onnx.export could not trace this model ({first}); see the README's Export limits"
+            f"torch.onnx.export could not trace this model ({first}); see the limits in docs/how-to/export.md"
         ) from None
     os.replace(tmp, path)
 

@@ -2,7 +2,7 @@
 
 No calibration data is needed, which suits a command run on a finished model. Only matrix products are
 quantised (PyTorch: Linear, LSTM, GRU; ONNX: MatMul, Gemm and the recurrent ops), the layers where dynamic
-quantisation pays; convolutions stay fp32 (see the README's Export section for what that costs).
+quantisation pays; convolutions stay fp32 (see docs/benchmarks/export.md for what that costs).
 """
 
 from __future__ import annotations
