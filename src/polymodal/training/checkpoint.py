@@ -131,11 +131,12 @@ def load_checkpoint(
     pointer = ckpt_root / "latest"
     if not pointer.is_file():
         raise CheckpointError(f"no checkpoint in {ckpt_root}; start without --resume")
-    named = ckpt_root / pointer.read_text(encoding="utf-8").strip()
-    if named.resolve().parent != ckpt_root.resolve():  # `latest` names a folder, not a path elsewhere
+    name = pointer.read_text(encoding="utf-8").strip()
+    if Path(name).name != name or name in ("", ".", ".."):  # `latest` holds a folder's name, never a path
         raise CheckpointError(
-            f"{pointer} points outside {ckpt_root} ({named}); a checkpoint is a folder inside it — fix or delete it"
+            f"{pointer} points outside {ckpt_root} ({name!r}); it must name a folder in it — fix or delete it"
         )
+    named = ckpt_root / name
     others = sorted((p for p in ckpt_root.glob("step-*") if p.is_dir() and p != named), reverse=True)
     first_error: CheckpointError | None = None
     for folder in [named, *others]:
