@@ -170,3 +170,16 @@ def test_background_key_is_validated_and_changes_the_cache_key():
         )
     # A plain 8-bit digit (no alpha) is untouched by the background colour.
     assert torch.equal(white(digit()), black(digit()))
+
+
+def test_an_image_far_longer_than_wide_is_refused_before_decoding(tmp_path):
+    """A 1×100000 PNG (a few hundred bytes) was accepted and squeezed into a square; now one DataError line."""
+    strip = tmp_path / "strip.png"
+    Image.new("L", (100_000, 1), 255).save(strip)
+    t = ImageTransform(28, 1, 0.5, 0.5, 40_000_000)
+    with pytest.raises(DataError, match=r"strip.png is 100000×1 pixels, an aspect ratio over 100:1; crop it"):
+        t(str(strip))
+    with pytest.raises(DataError, match="aspect ratio over 100:1"):
+        t(np.zeros((1, 500), np.uint8))
+    Image.new("L", (2000, 40), 255).save(tmp_path / "wide.png")  # 50:1 is still a picture (a banner)
+    assert t(str(tmp_path / "wide.png")).shape == (1, 28, 28)

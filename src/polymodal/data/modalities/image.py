@@ -43,6 +43,17 @@ class ImagePreprocessing:
     contrast: Annotated[float, Field(ge=0, le=1)] = 0.0  # max relative contrast change
 
 
+MAX_ASPECT = 100  # resized to a square, a 100:1 image already keeps under 1 % of one side: not a picture
+
+
+def check_aspect(name: str, width: int, height: int) -> None:
+    """Refuse an image far longer than it is wide (a 1×100000 strip is no picture and squeezes to nothing)."""
+    if min(width, height) == 0 or max(width, height) > MAX_ASPECT * min(width, height):
+        raise DataError(
+            f"image {name} is {width}×{height} pixels, an aspect ratio over {MAX_ASPECT}:1; crop it to its content"
+        )
+
+
 @MODALITIES.register("image", ImagePreprocessing)
 class ImageTransform(Transform):
     """Decode a path or take a uint8 array, resize to size×size, return a (C, H, W) float tensor."""
@@ -73,6 +84,8 @@ class ImageTransform(Transform):
 
     def read(self, value: Any) -> Image.Image:
         if isinstance(value, np.ndarray):
+            if value.ndim >= 2:
+                check_aspect("array", value.shape[1], value.shape[0])
             arr = value if value.dtype == np.uint8 else np.clip(value, 0, 255).astype(np.uint8)
             return Image.fromarray(arr)
         if isinstance(value, Image.Image):
@@ -89,6 +102,7 @@ class ImageTransform(Transform):
                         f"image {path} is {img.width}×{img.height} pixels, over max_pixels={self.max_pixels}; "
                         "downscale it or raise preprocessing.max_pixels"
                     )
+                check_aspect(str(path), img.width, img.height)  # from the header, before decoding
                 img.load()
                 return upright(img.copy())
         except Image.DecompressionBombError as exc:
