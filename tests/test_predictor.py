@@ -186,3 +186,27 @@ def test_three_lines_on_a_clipart_dataframe(tmp_path):
     accuracy = predictor.evaluate(test)["accuracy"]
     assert accuracy >= 0.5, accuracy  # five categories: chance is 0.2
     assert (predictor.predict(test) == test["category"].to_numpy()).mean() == pytest.approx(accuracy)
+
+
+def test_a_dataframe_of_image_arrays_and_series_lists_round_trips_through_its_saved_table(tmp_path):
+    """Cells that are arrays (MNIST digits as 28×28 uint8, series as (T, C)) are saved as Parquet lists in the run
+    and read back as the same inputs."""
+    pytest.importorskip("pyarrow")
+    from polymodal.data.datasets.mnist import mnist_arrays
+
+    images, labels = mnist_arrays()
+    keep = np.random.default_rng(0).permutation(
+        np.r_[np.flatnonzero(labels == 0)[:60], np.flatnonzero(labels == 1)[:60]]
+    )
+    frame = pd.DataFrame(
+        {
+            "digit": list(images[keep]),
+            "rows": [img.astype(np.float32)[::4, ::4] / 255 for img in images[keep]],  # (7, 7) series
+            "label": labels[keep].astype(str),
+        }
+    )
+    predictor = polymodal.Predictor(label="label", presets="fast", path=tmp_path / "arrays")
+    predictor.fit(frame.iloc[:90], overrides=SMALL)
+    assert predictor.fit_summary()["column_types"] == {"digit": "image", "rows": "series"}
+    assert (tmp_path / "arrays" / "table.parquet").is_file()
+    assert (predictor.predict(frame.iloc[90:]) == frame["label"].iloc[90:].to_numpy()).mean() >= 0.9  # 0 vs 1

@@ -83,6 +83,8 @@ class ImageTransform(Transform):
         self.brightness, self.contrast = brightness, contrast
 
     def read(self, value: Any) -> Image.Image:
+        if isinstance(value, np.ndarray) and value.dtype == object:  # rows of pixels, as a Parquet table gives them
+            value = np.array([np.asarray(row) for row in value])
         if isinstance(value, np.ndarray):
             if value.ndim >= 2:
                 check_aspect("array", value.shape[1], value.shape[0])
