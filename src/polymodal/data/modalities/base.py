@@ -5,6 +5,9 @@ A transform turns one table cell into one example tensor. Its parts:
 - ``__call__(value)``: deterministic decode + preprocess (its output may be cached in memory or on disk);
 - ``augment(x)``: random training-time augmentation on that tensor (identity by default; uses torch's
   global RNG, which the trainer seeds and checkpoints);
+- ``augment_example(value, x)``: what the training split calls: ``augment(x)`` by default; a modality whose
+  augmentation must start before ``__call__``'s cached output (audio's speed perturbation works on the
+  waveform) starts again from the cell ``value``;
 - ``fit(values)``: learn statistics or a vocabulary from the training split's cells (no-op by default);
 - ``state_dict()`` / ``load_state_dict()``: what ``fit`` learnt, as JSON-able data saved with the run;
 - ``context()``: extra keyword arguments the modality's encoders are built with (e.g. ``vocab_size``);
@@ -40,6 +43,9 @@ class Transform:
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+    def augment_example(self, value: Any, x: torch.Tensor) -> torch.Tensor:
+        return self.augment(x)
 
     def fit(self, values: list[Any]) -> None:
         return None
