@@ -11,9 +11,9 @@ import torch
 
 from polymodal import api
 from polymodal.data.dataset import build_data
-from polymodal.data.datasets.fsdd import fsdd_dir
+from polymodal.data.datasets.fsdd import FSDD, fsdd_dir
 from polymodal.data.modalities.audio import AudioTransform, read_audio, trim_silence
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, DataError
 from tests.conftest import tone
 
 AUGMENT = {"gain_db": 6.0, "shift": 0.1, "speed": 0.1, "noise": 1.0, "noise_snr_min": 10.0, "noise_snr_max": 30.0}
@@ -128,3 +128,12 @@ def test_noise_snr_range_must_be_ordered():
     with pytest.raises(ConfigError, match="noise_snr_min"):
         audio(noise=1.0, noise_snr_min=30.0, noise_snr_max=10.0)
 
+
+def test_fsdd_test_speaker_holds_one_speaker_out():
+    if fsdd_dir() is None:
+        pytest.skip("no local FSDD copy")
+    frame = FSDD(None, test_speaker="theo").load().frame
+    assert set(frame.loc[frame["split"] == "test", "speaker"]) == {"theo"}
+    assert "theo" not in set(frame.loc[frame["split"] == "train", "speaker"])
+    with pytest.raises(DataError, match="choose one of"):
+        FSDD(None, test_speaker="nobody").load()
