@@ -14,7 +14,7 @@ from polymodal.data.dataset import build_data
 from polymodal.data.datasets.fsdd import FSDD, fsdd_dir
 from polymodal.data.modalities.audio import AudioTransform, read_audio, trim_silence
 from polymodal.errors import ConfigError, DataError
-from tests.conftest import tone
+from tests.conftest import assert_same_run, tone
 
 AUGMENT = {"gain_db": 6.0, "shift": 0.1, "speed": 0.1, "noise": 1.0, "noise_snr_min": 10.0, "noise_snr_max": 30.0}
 
@@ -137,3 +137,43 @@ def test_fsdd_test_speaker_holds_one_speaker_out():
     assert "theo" not in set(frame.loc[frame["split"] == "train", "speaker"])
     with pytest.raises(DataError, match="choose one of"):
         FSDD(None, test_speaker="nobody").load()
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_run_with_waveform_augmentation_resumes_to_the_uninterrupted_result(tmp_path):
+    manifest = wav_manifest(tmp_path)
+
+    def raw() -> dict:
+        return {
+            "name": "aug",
+            "seed": 0,
+            "data": {"table": str(manifest), "val_fraction": 0.25, "test_fraction": 0.25, "disk_cache": False},
+            "inputs": [
+                {
+                    "name": "audio",
+                    "modality": "audio",
+                    "preprocessing": {"n_mels": 32, "max_frames": 60, "trim_db": 30.0, **AUGMENT},
+                    "encoder": {"name": "audio_cnn", "width": 4, "out_dim": 8},
+                }
+            ],
+            "trainer": {"epochs": 4, "batch_size": 4, "checkpoint_every": 2, "threads": 1},
+        }
+
+    steps = []
+
+    def crash_after_five(event: str, **info: object) -> None:
+        if event == "batch":
+            steps.append(1)
+            if len(steps) == 5:  # mid-epoch 2 (3 batches an epoch), one step after the checkpoint at step 4
+                raise Crash
+
+    with pytest.raises(Crash):
+        api.train(raw(), tmp_path / "killed", callback=crash_after_five)
+    assert (tmp_path / "killed" / "checkpoints" / "latest").exists()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    api.train(None, tmp_path / "killed", resume=True)
+    api.train(raw(), tmp_path / "straight")
+    assert_same_run(tmp_path / "killed", tmp_path / "straight")
