@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import assert_same_run, tone
 
 from polymodal import api
 from polymodal.data.dataset import build_data
 from polymodal.data.datasets.fsdd import FSDD, fsdd_dir
 from polymodal.data.modalities.audio import AudioTransform, read_audio, trim_silence
 from polymodal.errors import ConfigError, DataError
-from tests.conftest import assert_same_run, tone
 
 AUGMENT = {"gain_db": 6.0, "shift": 0.1, "speed": 0.1, "noise": 1.0, "noise_snr_min": 10.0, "noise_snr_max": 30.0}
 
