@@ -81,8 +81,9 @@ class ExampleDataset(Dataset):
         targets: Target per row (class index, multi-hot vector or task values).
         transforms: ``{input name: Transform}``.
         cache: Keep each preprocessed example in memory after its first use, so later epochs skip decoding
-            and feature extraction (``__call__`` is deterministic; augmentation runs after the cache).
-        augment: Apply each transform's random ``augment`` (training split only).
+            and feature extraction (``__call__`` is deterministic; augmentation runs after the cache, from the cached
+            tensor or, for ``augment_example``, from the cell).
+        augment: Apply each transform's random ``augment_example`` (training split only).
         disk_cache: Optional on-disk cache for cells that are files (survives across runs).
     """
 
@@ -135,7 +136,7 @@ class ExampleDataset(Dataset):
             if not present[k]:
                 out[k] = torch.zeros(self.shapes[k], dtype=self.dtypes.get(k, torch.float32))
             else:
-                out[k] = self.transforms[k].augment(v) if self.augment else v
+                out[k] = self.transforms[k].augment_example(self.columns[k][i], v) if self.augment else v
         return out, present, self.targets[i]
 
     def view(

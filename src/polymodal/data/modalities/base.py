@@ -5,6 +5,9 @@ A transform turns one table cell into one example tensor. Its parts:
 - ``__call__(value)``: deterministic decode + preprocess (its output may be cached in memory or on disk);
 - ``augment(x)``: random training-time augmentation on that tensor (identity by default; uses torch's
   global RNG, which the trainer seeds and checkpoints);
+- ``augment_example(value, x)``: what the training split calls: ``augment(x)`` by default; a modality whose
+  augmentation must start before ``__call__``'s cached output (audio's speed perturbation works on the
+  waveform) starts again from the cell ``value``;
 - ``fit(values)``: learn statistics or a vocabulary from the training split's cells (no-op by default);
 - ``see_labels(classes)``: the run's class names, told before ``fit`` (a text input removes their words
   when asked, see polymodal.data.leak; no-op by default);
@@ -42,6 +45,9 @@ class Transform:
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+    def augment_example(self, value: Any, x: torch.Tensor) -> torch.Tensor:
+        return self.augment(x)
 
     def fit(self, values: list[Any]) -> None:
         return None
