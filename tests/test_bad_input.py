@@ -144,3 +144,47 @@ def test_wrong_csv_columns_name_the_missing_column(tmp_path):
     with pytest.raises(DataError) as e:
         api.train(recipe, tmp_path / "run")
     assert "no column 'picture'" in one_line(e) and "image, label" in str(e.value)
+
+
+def test_wav_cut_inside_its_data_chunk(audio, tmp_path):
+    p = tmp_path / "cut_data.wav"
+    sf.write(p, np.random.default_rng(0).normal(size=2384).astype(np.float32) * 0.1, 8000, subtype="PCM_16")
+    p.write_bytes(p.read_bytes()[:44 + 2 * 794])  # 794 of 2,384 samples survive; libsndfile would read them quietly
+    with pytest.raises(DataError) as e:
+        audio(str(p))
+    assert "cut_data.wav" in one_line(e) and "truncated" in str(e.value) and "4768" in str(e.value)
+
+
+def test_absurd_sample_rate_is_refused_before_resampling(audio, tmp_path):
+    import time
+
+    p = tmp_path / "one_hz.wav"
+    sf.write(p, np.random.default_rng(0).normal(size=20_000).astype(np.float32) * 0.1, 1)  # 40 KB, "1 Hz"
+    start = time.perf_counter()
+    with pytest.raises(DataError) as e:
+        audio(str(p))
+    assert time.perf_counter() - start < 1.0  # main resampled it x8000: 66 s and 6 GB
+    assert "one_hz.wav" in one_line(e) and "1 Hz" in str(e.value)
+
+
+def test_only_the_first_max_seconds_are_decoded(monkeypatch, tmp_path):
+    from polymodal.data.modalities import audio as audio_module
+
+    monkeypatch.setattr(audio_module, "MAX_SECONDS", 1)
+    p = tmp_path / "long.wav"
+    sf.write(p, np.zeros(3 * 16000, dtype=np.float32), 16000)
+    assert audio_module.read_audio(p, 8000).shape == (8000,)  # cut to 1 s before resampling 16 kHz -> 8 kHz
+
+
+@pytest.mark.parametrize(("key", "value"), [("n_mels", 100_000), ("n_fft", 1 << 20), ("max_frames", 10**9)])
+def test_audio_sizes_have_upper_bounds(key, value, tmp_path):
+    from polymodal.errors import ConfigError
+
+    recipe = {
+        "name": "big",
+        "data": {"table": str(tmp_path / "t.csv")},
+        "inputs": [{"name": "a", "modality": "audio", "preprocessing": {key: value}, "encoder": {"name": "audio_cnn"}}],
+    }
+    with pytest.raises(ConfigError) as e:
+        api.load_recipe(recipe)
+    assert f"inputs.a.preprocessing.{key}" in one_line(e)

@@ -13,6 +13,7 @@ leading silence also keeps more of a long word.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,17 +30,25 @@ from polymodal.errors import ConfigError, DataError
 from polymodal.registry import MODALITIES
 
 
+# Source files are accepted at 1 kHz to 384 kHz (the highest rate common audio interfaces record), and only their
+# first MAX_SECONDS are decoded, before any resampling: a header claiming 1 Hz would otherwise be resampled
+# thousands of times over, and an hour-long file decoded whole for a window of a second or two.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, MAX_SECONDS = 1000, 384_000, 600
+
+
 @dataclass
 class AudioPreprocessing:
     """Recipe keys under ``preprocessing`` for an audio input."""
 
-    sample_rate: Annotated[int, Field(ge=1000)] = 8000
+    # Upper bounds keep one example's work small: a (n_mels, n_fft/2+1) filterbank and a (max_frames, n_fft)
+    # STFT per example; n_mels 512 at n_fft 8192 is already 8 MB of filterbank, far past any speech front end.
+    sample_rate: Annotated[int, Field(ge=1000, le=MAX_SAMPLE_RATE)] = 8000
     features: Literal["logmel", "mfcc"] = "logmel"
-    n_fft: Annotated[int, Field(ge=16)] = 256
-    hop_length: Annotated[int, Field(ge=1)] = 80
-    n_mels: Annotated[int, Field(ge=4)] = 40
-    n_mfcc: Annotated[int, Field(ge=2)] = 13
-    max_frames: Annotated[int, Field(ge=1)] = 100
+    n_fft: Annotated[int, Field(ge=16, le=8192)] = 256
+    hop_length: Annotated[int, Field(ge=1, le=8192)] = 80
+    n_mels: Annotated[int, Field(ge=4, le=512)] = 40
+    n_mfcc: Annotated[int, Field(ge=2, le=128)] = 13
+    max_frames: Annotated[int, Field(ge=1, le=20000)] = 100
     # Per-utterance mean/variance normalisation per feature (CMVN), the usual speech front-end step.
     normalize: bool = True
     # SpecAugment (training only, off by default): masks of up to this many bands / frames, num_masks each.
@@ -104,6 +113,27 @@ def trim_silence(wav: np.ndarray, top_db: float, frame: int, hop: int) -> np.nda
     return wav[loud[0] * hop : end]
 
 
+def wav_data_shortfall(path: Path) -> tuple[int, int] | None:
+    """(declared, present) bytes of a RIFF/WAVE file's data chunk when the file ends inside it, else None.
+
+    libsndfile silently reads what is there, so a file cut mid-copy would train as a shorter recording."""
+    with path.open("rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return None
+        size = path.stat().st_size
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            declared = struct.unpack("<I", head[4:])[0]
+            if head[:4] == b"data":
+                present = size - f.tell()
+                # 0 and 0xFFFFFFFF are what streaming writers put before they know the size.
+                ok = declared in (0, 0xFFFFFFFF) or present >= declared
+                return None if ok else (declared, present)
+            f.seek(declared + (declared & 1), 1)  # chunks are word-aligned
+
+
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Decode to mono float32 at ``sample_rate`` (a video file's audio track via PyAV); every failure is a
     one-line DataError."""
@@ -114,7 +144,19 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
 
         return read_video_audio(path, sample_rate)
     try:
-        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        sr = sf.info(str(path)).samplerate
+        if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+            raise DataError(
+                f"audio file {path} declares a sample rate of {sr} Hz; polymodal reads {MIN_SAMPLE_RATE}-"
+                f"{MAX_SAMPLE_RATE} Hz files: re-encode it (e.g. ffmpeg -ar {sample_rate})"
+            )
+        short = wav_data_shortfall(path) if path.suffix.lower() == ".wav" else None
+        if short:
+            raise DataError(
+                f"audio file {path} is truncated: its data chunk declares {short[0]} bytes but {short[1]} are "
+                "present; copy the file again or drop its row"
+            )
+        wav, sr = sf.read(str(path), frames=MAX_SECONDS * sr, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise DataError(f"cannot decode audio {path}: {exc}; check it is a WAV/FLAC/OGG file") from None
     if wav.shape[0] == 0:
