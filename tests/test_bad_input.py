@@ -149,7 +149,7 @@ def test_wrong_csv_columns_name_the_missing_column(tmp_path):
 def test_wav_cut_inside_its_data_chunk(audio, tmp_path):
     p = tmp_path / "cut_data.wav"
     sf.write(p, np.random.default_rng(0).normal(size=2384).astype(np.float32) * 0.1, 8000, subtype="PCM_16")
-    p.write_bytes(p.read_bytes()[:44 + 2 * 794])  # 794 of 2,384 samples survive; libsndfile would read them quietly
+    p.write_bytes(p.read_bytes()[: 44 + 2 * 794])  # 794 of 2,384 samples survive; libsndfile would read them quietly
     with pytest.raises(DataError) as e:
         audio(str(p))
     assert "cut_data.wav" in one_line(e) and "truncated" in str(e.value) and "4768" in str(e.value)

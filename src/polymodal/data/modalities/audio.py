@@ -29,7 +29,6 @@ from polymodal.data.modalities.base import Transform
 from polymodal.errors import ConfigError, DataError
 from polymodal.registry import MODALITIES
 
-
 # Source files are accepted at 1 kHz to 384 kHz (the highest rate common audio interfaces record), and only their
 # first MAX_SECONDS are decoded, before any resampling: a header claiming 1 Hz would otherwise be resampled
 # thousands of times over, and an hour-long file decoded whole for a window of a second or two.
