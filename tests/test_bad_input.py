@@ -188,3 +188,14 @@ def test_audio_sizes_have_upper_bounds(key, value, tmp_path):
     with pytest.raises(ConfigError) as e:
         api.load_recipe(recipe)
     assert f"inputs.a.preprocessing.{key}" in one_line(e)
+
+
+def test_one_class_label_is_refused_before_training(tmp_path):
+    from polymodal.data.targets import encode_targets
+
+    frame = __import__("pandas").DataFrame({"y": ["cat"] * 8 + ["dog"] * 2})
+    with pytest.raises(DataError) as e:
+        encode_targets(frame, "y", "class", np.arange(8))  # dogs only in val/test: main reported accuracy 1.0
+    assert "'y' has 1 class(es) in the training split (cat)" in one_line(e)
+    y, info = encode_targets(frame, "y", "class", np.arange(10))
+    assert info["classes"] == ["cat", "dog"] and y.tolist() == [0] * 8 + [1] * 2

@@ -51,6 +51,13 @@ def encode_targets(
     """``(targets, info)`` for every row of ``frame``; statistics come from ``train_rows`` only."""
     if kind == "class":
         classes = class_names(frame[label])
+        seen = sorted({str(frame[label].iloc[i]) for i in train_rows})
+        if len(seen) < 2:
+            raise DataError(
+                f"label column '{label}' has {len(seen)} class(es) in the training split "
+                f"({', '.join(seen) or 'none'}); a classifier needs at least two: "
+                "check data.label, the split column or the table"
+            )
         index = {c: i for i, c in enumerate(classes)}
         return np.array([index[str(v)] for v in frame[label]], dtype=np.int64), {"kind": kind, "classes": classes}
     if kind == "multilabel":
