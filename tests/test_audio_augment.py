@@ -39,23 +39,25 @@ def wav_manifest(folder: Path) -> Path:
     return folder / "m.csv"
 
 
+def raw_recipe(manifest: Path, trainer: dict | None = None, **preprocessing: object) -> dict:
+    return {
+        "name": "aug",
+        "seed": 0,
+        "data": {"table": str(manifest), "val_fraction": 0.25, "test_fraction": 0.25, "disk_cache": False},
+        "inputs": [
+            {
+                "name": "audio",
+                "modality": "audio",
+                "preprocessing": {"n_mels": 32, "max_frames": 60, **preprocessing},
+                "encoder": {"name": "audio_cnn", "width": 4, "out_dim": 8},
+            }
+        ],
+        "trainer": {"threads": 1, **(trainer or {})},
+    }
+
+
 def recipe(manifest: Path, **preprocessing: object) -> object:
-    return api.load_recipe(
-        {
-            "name": "aug",
-            "seed": 0,
-            "data": {"table": str(manifest), "val_fraction": 0.25, "test_fraction": 0.25, "disk_cache": False},
-            "inputs": [
-                {
-                    "name": "audio",
-                    "modality": "audio",
-                    "preprocessing": {"n_mels": 32, "max_frames": 60, **preprocessing},
-                    "encoder": {"name": "audio_cnn", "width": 4, "out_dim": 8},
-                }
-            ],
-            "trainer": {"threads": 1},
-        }
-    )
+    return api.load_recipe(raw_recipe(manifest, **preprocessing))
 
 
 def test_waveform_augmentation_changes_train_examples_only_and_is_seeded(tmp_path):
@@ -147,20 +149,8 @@ def test_a_run_with_waveform_augmentation_resumes_to_the_uninterrupted_result(tm
     manifest = wav_manifest(tmp_path)
 
     def raw() -> dict:
-        return {
-            "name": "aug",
-            "seed": 0,
-            "data": {"table": str(manifest), "val_fraction": 0.25, "test_fraction": 0.25, "disk_cache": False},
-            "inputs": [
-                {
-                    "name": "audio",
-                    "modality": "audio",
-                    "preprocessing": {"n_mels": 32, "max_frames": 60, "trim_db": 30.0, **AUGMENT},
-                    "encoder": {"name": "audio_cnn", "width": 4, "out_dim": 8},
-                }
-            ],
-            "trainer": {"epochs": 4, "batch_size": 4, "checkpoint_every": 2, "threads": 1},
-        }
+        trainer = {"epochs": 4, "batch_size": 4, "checkpoint_every": 2}
+        return raw_recipe(manifest, trainer, trim_db=30.0, **AUGMENT)
 
     steps = []
 
