@@ -9,13 +9,13 @@ from typing import Any
 
 import torch
 
-from polymodal.data.dataset import build_data, pin_options
+from polymodal.data.dataset import build_data
 from polymodal.errors import ConfigError
 from polymodal.kinds.base import Callback, RunResult, finish
 from polymodal.kinds.federated.partition import dirichlet_split, label_histogram
 from polymodal.kinds.federated.recipe import FederatedRecipe, federated_recipe_to_dict, parse_federated_recipe
 from polymodal.kinds.federated.step import FedAvgStep
-from polymodal.kinds.supervised.files import data_meta, write_data_files
+from polymodal.kinds.supervised.files import data_meta, write_run_start
 from polymodal.kinds.supervised.kind import SupervisedKind
 from polymodal.model import build_model
 from polymodal.runs import RunDir
@@ -60,10 +60,7 @@ class FederatedKind(SupervisedKind):
                 "client_labels": label_histogram(labels, shards, len(data.classes)).tolist(),
             },
         }
-        if not resume:
-            run.write_recipe(self.to_dict(pin_options(recipe, data)))
-        run.write_meta(self.name, meta, data.data_hash)
-        write_data_files(run, data)
+        write_run_start(self, run, recipe, data, meta, resume)
         step = FedAvgStep(model, cfg, fed, train, val, shards, seed)
         loop = Loop(fed.rounds, 0, cfg.threads, cfg.tensorboard, cfg.time_limit)  # an epoch is a round
         fit = Trainer(step, loop, run, seed, callback).fit(resume)

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from polymodal.data.dataset import DataBundle, build_data, check_shapes, pin_options
+from polymodal.data.dataset import DataBundle, build_data, check_shapes
 from polymodal.errors import DataError
 from polymodal.kinds.base import Callback, RunKind, RunResult, finish, read_recipe
 from polymodal.kinds.pretrain.recipe import PretrainRecipe, parse_pretrain_recipe, pretrain_recipe_to_dict
-from polymodal.kinds.supervised.files import data_meta, saved_transforms, write_data_files
+from polymodal.kinds.supervised.files import data_meta, saved_transforms, write_run_start
 from polymodal.pretrain.base import build_encoders
 from polymodal.registry import OBJECTIVES
 from polymodal.runs import RunDir
@@ -73,10 +73,7 @@ class PretrainKind(RunKind):
             **data_meta(data, model, recipe.seed),
             "encoder_parameters": {k: sum(p.numel() for p in e.parameters()) for k, e in model.encoders.items()},
         }
-        if not resume:
-            run.write_recipe(self.to_dict(pin_options(recipe, data)))
-        run.write_meta(self.name, meta, data.data_hash)
-        write_data_files(run, data)
+        write_run_start(self, run, recipe, data, meta, resume)
         step = supervised_step(model, recipe.trainer, data.splits["train"], data.splits["val"], recipe.seed, dist)
         fit = Trainer(step, recipe.trainer, run, recipe.seed, callback, dist).fit(resume)
         test = {"objective": recipe.objective.name, **step.evaluator.evaluate(data.splits["test"])}

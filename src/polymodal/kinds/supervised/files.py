@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from polymodal.data.dataset import DataBundle
+from polymodal.data.dataset import DataBundle, pin_options
 from polymodal.errors import DataError
 from polymodal.runs import RunDir
 from polymodal.training.distributed import Dist
@@ -40,6 +40,15 @@ def write_data_files(run: RunDir, data: DataBundle) -> None:
     run.write_json("transforms.json", transform_states(data))
     if data.skipped:
         run.write_json("skipped.json", data.skipped)
+
+
+def write_run_start(kind: Any, run: RunDir, recipe: Any, data: DataBundle, meta: dict[str, Any], resume: bool) -> None:
+    """What a run folder holds before the first step: the recipe with its data options pinned (new runs only),
+    meta.json, transforms.json and skipped.json."""
+    if not resume:
+        run.write_recipe(kind.to_dict(pin_options(recipe, data)))
+    run.write_meta(kind.name, meta, data.data_hash)
+    write_data_files(run, data)
 
 
 def saved_transforms(run: RunDir, resume: bool) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from polymodal.config import Recipe, parse_recipe, recipe_to_dict
-from polymodal.data.dataset import build_data, pin_options
+from polymodal.data.dataset import build_data
 from polymodal.errors import ConfigError, DataError
 from polymodal.kinds.base import Callback, Outputs, RunKind, RunResult, finish
 from polymodal.kinds.supervised.files import (
@@ -17,7 +17,7 @@ from polymodal.kinds.supervised.files import (
     data_meta,
     saved_transforms,
     transform_states,
-    write_data_files,
+    write_run_start,
 )
 from polymodal.kinds.supervised.init_from import init_encoders, pretrained_transforms
 from polymodal.kinds.supervised.predictor import RunPredictor
@@ -69,10 +69,7 @@ def train_supervised(
     elif resume and run.meta_file.is_file():
         meta["init_from"] = run.meta().get("init_from")
     if dist.is_main:
-        if not resume:
-            run.write_recipe(kind.to_dict(pin_options(recipe, data)))
-        run.write_meta(kind.name, meta, data.data_hash)
-        write_data_files(run, data)
+        write_run_start(kind, run, recipe, data, meta, resume)
     step = supervised_step(model, recipe.trainer, data.splits["train"], data.splits["val"], recipe.seed, dist)
     fit = Trainer(step, recipe.trainer, run, recipe.seed, callback, dist).fit(resume)
     test = step.evaluator.evaluate(data.splits["test"])
