@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from polymodal.encoders.frozen import FrozenOutputs
 from polymodal.errors import ConfigError
 from polymodal.registry import ENCODERS
 
@@ -49,7 +50,8 @@ class EfficientNetLite0(nn.Module):
 
     Args:
         in_shape: One example's shape (C, H, W), C = 1 or 3; 64×64 and up work, 224×224 is native.
-        freeze: Do not train the backbone; unfreeze_last: but train its last N blocks (fine-tuning).
+        freeze: Do not train the backbone; unfreeze_last: but train its last N blocks (fine-tuning). The frozen
+            part's output for each distinct image is computed once and remembered (polymodal.encoders.frozen).
         out_dim: Embedding width D; dropout: before the projection.
     """
 
@@ -61,27 +63,52 @@ class EfficientNetLite0(nn.Module):
         super().__init__()
         self.backbone = pretrained_backbone()
         self.backbone._fc = nn.Identity()  # the ImageNet classifier is not used
-        trainable: list[nn.Module] = [self.backbone] if not freeze else []
-        if freeze and unfreeze_last:
-            trainable = [*self.backbone._blocks[-unfreeze_last:], self.backbone._conv_head, self.backbone._bn1]
+        blocks = len(self.backbone._blocks)
+        # Blocks [0, split) (and the stem) are frozen; split = blocks also freezes the head conv. None: no part is.
+        self.split = None if not freeze else blocks - unfreeze_last
         for p in self.backbone.parameters():
-            p.requires_grad = False
-        for m in trainable:
-            for p in m.parameters():
-                p.requires_grad = True
-        self.frozen = [m for m in self.backbone.modules() if not any(p.requires_grad for p in m.parameters())]
+            p.requires_grad = self.split is None
+        self.frozen: list[nn.Module] = []
+        if self.split is not None:
+            b = self.backbone
+            self.frozen = [b._conv_stem, b._bn0, *b._blocks[: self.split]]
+            self.frozen += [b._conv_head, b._bn1] if self.split == blocks else []
+            for m in [*b._blocks[self.split :], *([b._conv_head, b._bn1] if self.split < blocks else [])]:
+                m.requires_grad_(True)
+        self.remembered = FrozenOutputs()
+        self.register_load_state_dict_post_hook(lambda module, keys: module.remembered.clear())
         self.repeat = 3 // in_shape[0]
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURES, out_dim), nn.ReLU())
         self.out_dim = out_dim
 
     def train(self, mode: bool = True) -> EfficientNetLite0:
         super().train(mode)
-        for m in self.frozen:  # frozen BatchNorms keep their ImageNet statistics
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
+        for m in self.frozen:  # frozen layers keep their ImageNet BatchNorm statistics and skip drop-connect
+            m.eval()
         return self
+
+    def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        rate = self.backbone._global_params.drop_connect_rate
+        return self.backbone._blocks[i](x, drop_connect_rate=rate * i / len(self.backbone._blocks) if rate else rate)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.backbone
+        return b._swish(b._bn1(b._conv_head(x))).mean(dim=(2, 3))  # (B, 1280)
+
+    def frozen_part(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and blocks [0, split), and the head conv and pooling when every block is frozen."""
+        b = self.backbone
+        x = b._swish(b._bn0(b._conv_stem(x)))
+        for i in range(self.split or 0):
+            x = self.block(i, x)
+        return self.head(x) if self.split == len(b._blocks) else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.repeat(1, self.repeat, 1, 1) if self.repeat > 1 else x  # (B, 3, H, W)
-        h = self.backbone.extract_features(x)  # (B, 1280, H/32, W/32)
-        return self.proj(h.mean(dim=(2, 3)))  # (B, D)
+        if self.split is None:  # all of it is trained
+            return self.proj(self.backbone.extract_features(x).mean(dim=(2, 3)))
+        with torch.no_grad():  # the frozen part's output per distinct image is computed once (encoders/frozen.py)
+            h = self.remembered(self.frozen_part, x)
+        for i in range(self.split, len(self.backbone._blocks)):
+            h = self.block(i, h)
+        return self.proj(h if self.split == len(self.backbone._blocks) else self.head(h))  # (B, D)

@@ -11,6 +11,7 @@ from pydantic import Field
 from torch import nn
 
 from polymodal.data.modalities.text import minilm_dir
+from polymodal.encoders.frozen import FrozenOutputs
 from polymodal.registry import ENCODERS
 
 WIDTH = 384  # MiniLM-L6 hidden size
@@ -33,7 +34,8 @@ class MiniLM(nn.Module):
     Args:
         in_shape: One example's shape (T,) of MiniLM token ids.
         vocab_size, pad_id: From the text transform; must be MiniLM's (30522, 0).
-        freeze: Keep the pretrained weights fixed (train only the projection).
+        freeze: Keep the pretrained weights fixed (train only the projection); the sentence embedding of each
+            distinct text is then computed once and remembered (polymodal.encoders.frozen).
         out_dim: Embedding width D; dropout: before the projection.
     """
 
@@ -48,11 +50,15 @@ class MiniLM(nn.Module):
             raise ValueError("encoder minilm needs preprocessing.tokenizer: minilm (its own vocabulary)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a local load needs no "Loading weights" bar in every run's output
         self.bert = AutoModel.from_pretrained(str(minilm_dir()), local_files_only=True)
         self.freeze, self.pad_id = freeze, pad_id
         if freeze:
             self.bert.requires_grad_(False)
+        self.remembered = FrozenOutputs()
+        self.register_load_state_dict_post_hook(lambda module, keys: module.remembered.clear())
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(WIDTH, out_dim))
         self.out_dim = out_dim
 
@@ -68,10 +74,17 @@ class MiniLM(nn.Module):
             self.bert.eval()  # no dropout inside a frozen encoder
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def sentence(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids -> (B, 384) mean of the token states over the attention mask."""
         mask = x != self.pad_id
         mask[:, 0] = True  # an empty text still attends to its first slot
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            h = self.bert(input_ids=x, attention_mask=mask.long()).last_hidden_state  # (B, T, 384)
+        h = self.bert(input_ids=x, attention_mask=mask.long()).last_hidden_state  # (B, T, 384)
         m = mask.unsqueeze(-1).to(h.dtype)
-        return self.proj((h * m).sum(1) / m.sum(1))  # (B, D)
+        return (h * m).sum(1) / m.sum(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.freeze:
+            return self.proj(self.sentence(x))  # (B, D)
+        with torch.no_grad():
+            s = self.remembered(self.sentence, x)  # a frozen encoder is always in eval mode (see train)
+        return self.proj(s)  # (B, D)

@@ -25,6 +25,7 @@ import torch
 from pydantic import Field
 from scipy.signal import resample_poly
 
+from polymodal.data.modalities import speech_embedding as speech
 from polymodal.data.modalities.base import Transform
 from polymodal.errors import ConfigError, DataError
 from polymodal.registry import MODALITIES
@@ -42,14 +43,19 @@ class AudioPreprocessing:
     # Upper bounds keep one example's work small: a (n_mels, n_fft/2+1) filterbank and a (max_frames, n_fft)
     # STFT per example; n_mels 512 at n_fft 8192 is already 8 MB of filterbank, far past any speech front end.
     sample_rate: Annotated[int, Field(ge=1000, le=MAX_SAMPLE_RATE)] = 8000
-    features: Literal["logmel", "mfcc"] = "logmel"
+    # logmel / mfcc: computed here (n_fft, hop_length, n_mels, n_mfcc). speech_embedding: 96-d embeddings from
+    # a pretrained keyword-spotting network (polymodal.data.modalities.speech_embedding; needs sample_rate 16000
+    # and the pretrained extra), one per 80 ms window, max_frames windows per recording; pair it with the
+    # audio_pool encoder.
+    features: Literal["logmel", "mfcc", "speech_embedding"] = "logmel"
     n_fft: Annotated[int, Field(ge=16, le=8192)] = 256
     hop_length: Annotated[int, Field(ge=1, le=8192)] = 80
     n_mels: Annotated[int, Field(ge=4, le=512)] = 40
     n_mfcc: Annotated[int, Field(ge=2, le=128)] = 13
     max_frames: Annotated[int, Field(ge=1, le=20000)] = 100
-    # Per-utterance mean/variance normalisation per feature (CMVN), the usual speech front-end step.
-    normalize: bool = True
+    # Per-utterance mean/variance normalisation per feature (CMVN), the usual speech front-end step; unset: on
+    # for logmel/mfcc, off for speech_embedding (whose few windows' mean is the content, not the channel).
+    normalize: bool | None = None
     # SpecAugment (training only, off by default): masks of up to this many bands / frames, num_masks each.
     freq_mask: Annotated[int, Field(ge=0)] = 0
     time_mask: Annotated[int, Field(ge=0)] = 0
@@ -180,7 +186,7 @@ class AudioTransform(Transform):
         n_mels: int,
         n_mfcc: int,
         max_frames: int,
-        normalize: bool,
+        normalize: bool | None,
         freq_mask: int = 0,
         time_mask: int = 0,
         num_masks: int = 2,
@@ -194,6 +200,13 @@ class AudioTransform(Transform):
     ) -> None:
         if noise_snr_min > noise_snr_max:
             raise ConfigError(f"audio noise_snr_min {noise_snr_min} is above noise_snr_max {noise_snr_max}; swap them")
+        if features == "speech_embedding" and sample_rate != speech.SAMPLE_RATE:
+            raise ConfigError(
+                f"audio features speech_embedding work on {speech.SAMPLE_RATE} Hz audio, not sample_rate "
+                f"{sample_rate}: set preprocessing.sample_rate: {speech.SAMPLE_RATE} (files are resampled on reading)"
+            )
+        if normalize is None:
+            normalize = features != "speech_embedding"
         self.sample_rate, self.features, self.n_fft, self.hop_length = sample_rate, features, n_fft, hop_length
         self.n_mels, self.n_mfcc, self.max_frames, self.normalize = n_mels, n_mfcc, max_frames, normalize
         self.freq_mask, self.time_mask, self.num_masks = freq_mask, time_mask, num_masks
@@ -214,7 +227,9 @@ class AudioTransform(Transform):
         return torch.hann_window(self.n_fft)
 
     def features_from_wave(self, wav: np.ndarray) -> torch.Tensor:
-        """(samples,) -> (F, T) log-mel or MFCC."""
+        """(samples,) -> (F, T) log-mel, MFCC or speech embeddings."""
+        if self.features == "speech_embedding":
+            return speech.speech_embeddings(wav, self.max_frames)
         x = torch.from_numpy(wav)
         if x.numel() < self.n_fft:
             x = torch.nn.functional.pad(x, (0, self.n_fft - x.numel()))
