@@ -116,8 +116,9 @@ def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str
     return int(done.value.code or 0), out, err
 
 
-def one_error_line(code: int, err: str) -> str:
-    """The single ``error:`` line a refused command printed (exit status 2, no traceback)."""
+def one_error_line(code: int, err: str, status: int = 2) -> str:
+    """The single ``error:`` line a refused command printed (no traceback), with exit ``status``: 2 usage or
+    recipe, 3 data, 4 run directory (polymodal.errors)."""
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    assert code == status and len(lines) == 1 and lines[0].startswith("error:"), (code, err)
     return lines[0]

@@ -66,7 +66,7 @@ def test_predict_bad_file_is_one_line(trained_run, manifest, tmp_path):
     bad = tmp_path / "x.wav"
     bad.write_bytes(b"RIFF....not a wav")
     res = run("predict", str(trained_run), "--image", str(manifest.parent / "2_5.png"), "--audio", str(bad))
-    assert res.returncode == 2 and res.stderr.startswith("error:") and "x.wav" in res.stderr
+    assert res.returncode == 3 and res.stderr.startswith("error:") and "x.wav" in res.stderr
 
 
 def test_evaluate_prints_metrics_and_confusion_matrix(trained_run):
@@ -84,7 +84,7 @@ def test_benchmark_with_an_unknown_fusion_is_one_error_line(tmp_path):
 
 def test_generate_on_a_classifier_run_says_what_to_give(tmp_path):
     res = run("generate", str(tmp_path), "--prompt", "x")
-    assert res.returncode == 2 and "language-model run" in res.stderr
+    assert res.returncode == 4 and "language-model run" in res.stderr  # 4: the run directory is the problem
 
 
 @pytest.mark.parametrize(

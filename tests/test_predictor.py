@@ -78,6 +78,11 @@ def test_three_lines_fit_predict_evaluate_on_a_dataframe(frames, tmp_path):
     assert recipe.data.table == str(tmp_path / "run" / "table.csv") and recipe.fusion.name == "concat"
     again = polymodal.Predictor.load(predictor.save(tmp_path / "copy"))
     assert (again.predict(test) == predicted).all()
+    # A row with every input empty is predicted from none of them (as training's test metrics count it).
+    empty = test.head(2).copy()
+    empty.loc[0, ["image", "audio", "ink", "parity"]] = None
+    out = predictor.predict(empty)
+    assert len(out) == 2 and out.iloc[0] in {"d0", "d1", "d2"} and out.iloc[1] == predicted.iloc[1]
 
 
 def test_tuning_data_validates_and_regression_predicts_values(frames, tmp_path):
@@ -152,7 +157,7 @@ def test_fit_init_and_predict_data_from_the_command_line(frames, tmp_path, capsy
     rows.loc[1, "image"] = str(tmp_path / "missing.png")
     rows.to_csv(tmp_path / "new.csv", index=False)
     line = one_error_line(
-        *run_cli(capsys, "predict", run, "--data", tmp_path / "new.csv", "--out", tmp_path / "p.csv")[::2]
+        *run_cli(capsys, "predict", run, "--data", tmp_path / "new.csv", "--out", tmp_path / "p.csv")[::2], status=3
     )
     assert "new.csv row 1" in line and "missing.png" in line and "--on-error skip" in line
     assert not (tmp_path / "p.csv").exists()

@@ -35,10 +35,10 @@ def cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def process_error_line(res: subprocess.CompletedProcess) -> str:
-    """The one ``error:`` line of a refused command run as its own process (no traceback)."""
+def process_error_line(res: subprocess.CompletedProcess, status: int = 4) -> str:
+    """The one ``error:`` line of a refused command run as its own process (no traceback; exit 4: run dir)."""
     assert "Traceback" not in res.stderr
-    return one_error_line(res.returncode, res.stderr)
+    return one_error_line(res.returncode, res.stderr, status)
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_a_damaged_meta_json_is_one_line_naming_the_file(damaged, content, says,
         api.evaluate(damaged)
     assert says in str(info.value) and "\n" not in str(info.value)
     for verb in (["evaluate"], ["predict", "--image", "x.png"], ["report"], ["export"], ["serve"]):
-        line = one_error_line(*run_cli(capsys, verb[0], damaged, *verb[1:])[::2])
+        line = one_error_line(*run_cli(capsys, verb[0], damaged, *verb[1:])[::2], status=4)
         assert says in line and str(damaged / "meta.json") in line
 
 
@@ -79,9 +79,9 @@ def test_a_damaged_run_through_the_installed_command_is_one_line(damaged):
 
 def test_a_folder_that_is_not_a_run_says_what_it_lacks_and_what_to_give(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not a run")
-    line = one_error_line(*run_cli(capsys, "evaluate", tmp_path)[::2])
+    line = one_error_line(*run_cli(capsys, "evaluate", tmp_path)[::2], status=4)
     assert "is not a finished run directory (no meta.json, recipe.yaml, weights.safetensors)" in line
-    line = one_error_line(*run_cli(capsys, "generate", tmp_path / "missing", "--prompt", "x")[::2])
+    line = one_error_line(*run_cli(capsys, "generate", tmp_path / "missing", "--prompt", "x")[::2], status=4)
     assert "does not exist" in line and "`polymodal generate` is for language-model runs (kind: lm)" in line
 
 
@@ -100,7 +100,7 @@ def test_a_checkpoint_state_missing_a_key_or_wrongly_typed_is_one_line_and_chang
         for other in (run / "checkpoints").glob("step-*"):  # no older checkpoint to fall back to
             if other != latest:
                 shutil.rmtree(other)
-        line = one_error_line(*run_cli(capsys, "train", "--resume", "--run-dir", run)[::2])
+        line = one_error_line(*run_cli(capsys, "train", "--resume", "--run-dir", run)[::2], status=4)
         assert says in line and str(latest / "state.json") in line and "delete its folder" in line
         assert (run / "weights.safetensors").read_bytes() == weights  # nothing already saved was touched
     (latest / "state.json").write_text("[1, 2]")
@@ -218,7 +218,7 @@ def test_relative_files_of_the_other_kinds_are_read_beside_the_recipe(manifest, 
 def test_a_recipe_file_that_is_not_text_or_is_a_folder_is_one_line(tmp_path, capsys):
     binary = tmp_path / "weights.yaml"
     binary.write_bytes(bytes(range(256)) * 4)
-    assert "not a text file" in process_error_line(cli("train", binary, "--run-dir", tmp_path / "r"))
+    assert "not a text file" in process_error_line(cli("train", binary, "--run-dir", tmp_path / "r"), status=2)
     assert "is a folder" in one_error_line(*run_cli(capsys, "train", tmp_path, "--run-dir", tmp_path / "r")[::2])
     assert not (tmp_path / "r").exists()
     with pytest.raises(ConfigError, match="kind: unknown run kind 'gam' — did you mean 'gan'"):

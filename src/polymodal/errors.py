@@ -1,7 +1,9 @@
 """Typed errors for every failure a user can cause.
 
 Each message is one line that names the offending thing and says what to do. The CLI prints
-``error: <message>`` and exits with status 2; the library only raises.
+``error: <message>`` and exits with the class's ``exit_code``: 2 for usage and recipe errors, 3 for data,
+4 for a run directory or checkpoint (a full disk included); 1 is left for bugs (a traceback). The library
+only raises.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Iterable
 class PolymodalError(Exception):
     """Base class: a failure caused by input the user controls (recipe, data, run directory)."""
 
+    exit_code = 2
+
 
 class ConfigError(PolymodalError):
     """A recipe key or value is wrong."""
@@ -21,9 +25,17 @@ class ConfigError(PolymodalError):
 class DataError(PolymodalError):
     """A data file or table is missing, unreadable or malformed."""
 
+    exit_code = 3
+
 
 class CheckpointError(PolymodalError):
     """A run directory or checkpoint is missing, incomplete or incompatible."""
+
+    exit_code = 4
+
+
+class DiskFull(CheckpointError):
+    """The file system refused a write for lack of space (or a file-size limit); what was written before stays."""
 
 
 def suggest(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str:

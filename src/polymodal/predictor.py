@@ -212,7 +212,11 @@ class Predictor:
             {s.name: ({c: r[c] for c in s.columns} if s.columns else r[s.column]) for s in specs}
             for r in frame.to_dict("records")
         ]
-        return [out for i in range(0, len(rows), BATCH) for out in self.model.predict_batch(rows[i : i + BATCH])]
+        return [
+            out
+            for i in range(0, len(rows), BATCH)
+            for out in self.model.predict_batch(rows[i : i + BATCH], empty_ok=True)
+        ]
 
     def predict(self, data: pd.DataFrame | str | Path) -> pd.Series:
         """The predicted label (or value, for regression) of every row."""

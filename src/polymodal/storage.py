@@ -3,14 +3,20 @@
 Every write goes to a temporary file in the same folder, is flushed to disk and renamed over the target, so a
 reader (or a process restarted after a kill) sees the old file or the new one, never half of one. Files are
 written 0644 and folders 0755: a run directory is for sharing (``mkstemp`` alone would leave them 0600).
-No pickle anywhere: tensors go to safetensors, everything else to JSON.
+No pickle anywhere: tensors go to safetensors, everything else to JSON. A write the file system refuses for
+lack of space (ENOSPC, EDQUOT, or EFBIG from a file-size limit) is one ``DiskFull`` line naming the folder;
+the temporary file is removed and the previous file stays.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +25,35 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from polymodal.errors import CheckpointError
+from polymodal.errors import CheckpointError, DiskFull
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def refused_for_space(exc: BaseException) -> int | None:
+    """The errno when ``exc`` is the file system refusing a write for space, else None (safetensors reports
+    the OS error inside its message: "... I/O error: No space left on device (os error 28)")."""
+    if isinstance(exc, OSError):
+        return exc.errno if exc.errno in NO_SPACE else None
+    found = re.search(r"os error (\d+)", str(exc)) if isinstance(exc, SafetensorError) else None
+    return int(found.group(1)) if found and int(found.group(1)) in NO_SPACE else None
+
+
+@contextmanager
+def space_for(folder: Path, what: str, keeps: str = "the files already there are kept") -> Iterator[None]:
+    """Turn a write refused for space inside the block into one ``DiskFull`` line naming ``folder``."""
+    try:
+        yield
+    except (OSError, SafetensorError) as exc:
+        code = refused_for_space(exc)
+        if code is None:
+            raise
+        raise DiskFull(
+            f"cannot write {what} in {folder}: {os.strerror(code)}; free space there (or use another folder) "
+            f"and run again — {keeps}"
+        ) from None
 
 
 def fsync_dir(path: Path) -> None:
@@ -38,6 +69,16 @@ def fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+@contextmanager
+def cleanup(tmp: Path) -> Iterator[None]:
+    """Remove the temporary file ``tmp`` when the block fails (a full disk gets its space back)."""
+    try:
+        yield
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def make_dir(path: Path) -> Path:
     """``path`` and its missing parents, each new folder 0755."""
     missing = [p for p in [path, *path.parents] if not p.exists()]
@@ -50,7 +91,8 @@ def make_dir(path: Path) -> Path:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file + rename (readers never see half a file); mode 0644."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    keeps = f"the previous {path.name} is kept"
+    with space_for(path.parent, path.name, keeps), cleanup(Path(tmp)), os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fchmod(f.fileno(), FILE_MODE)
@@ -78,7 +120,7 @@ def read_json(path: Path, what: str = "") -> Any:
 
 def append_line(path: Path, text: str) -> None:
     """Append one line and push it to disk before returning (an epoch's metrics survive a kill after it)."""
-    with open(path, "a", encoding="utf-8") as f:
+    with space_for(path.parent, path.name, "its earlier lines are kept"), open(path, "a", encoding="utf-8") as f:
         f.write(text.rstrip("\n") + "\n")
         f.flush()
         os.fsync(f.fileno())
@@ -116,9 +158,10 @@ def weight_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Tensors to ``path`` (safetensors) atomically: a temporary file in the same folder, flushed, renamed."""
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    os.chmod(tmp, FILE_MODE)
-    fsync_file(tmp)
+    with space_for(path.parent, path.name, f"the previous {path.name}, if any, is kept"), cleanup(tmp):
+        save_file(tensors, str(tmp))
+        os.chmod(tmp, FILE_MODE)
+        fsync_file(tmp)
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

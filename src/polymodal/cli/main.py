@@ -1,8 +1,9 @@
 """The ``polymodal`` command: one module per command, each a thin shell over :mod:`polymodal.api`.
 
-Every failure is one line on stderr and a non-zero exit, never a traceback: a usage error (unknown command
-with a did-you-mean, unknown option, missing argument, a value out of range) exits 2 as click does, and so
-does a library error (bad recipe, data or run directory: :class:`PolymodalError`).
+Every failure a user can cause is one line on stderr and a non-zero exit, never a traceback: a usage error
+(unknown command with a did-you-mean, unknown option, missing argument, a value out of range) exits 2 as click
+does, and a library error (:class:`PolymodalError`) exits with its class's code: 2 recipe/config, 3 data,
+4 run directory or checkpoint (disk full included). 1 is a bug (uncaught, with its traceback); 130 an interrupt.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except PolymodalError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except clickx.ClickException as exc:  # e.g. a file option that cannot be opened
         err.print(f"[red]error:[/] {' '.join(exc.format_message().split())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

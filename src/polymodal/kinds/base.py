@@ -281,7 +281,7 @@ def needs(verb: str) -> str:
     return f"`polymodal {verb}` is for {named}"
 
 
-def refusal(kind: RunKind, verb: str, run: Path, error: type[PolymodalError] = PolymodalError) -> PolymodalError:
+def refusal(kind: RunKind, verb: str, run: Path, error: type[PolymodalError] = CheckpointError) -> PolymodalError:
     """One line: the verb does not apply to this kind of run (and why, where the kind says), what it is for,
     and what this run supports."""
     can = ", ".join(["train --resume", *sorted(kind.verbs)])
@@ -289,7 +289,7 @@ def refusal(kind: RunKind, verb: str, run: Path, error: type[PolymodalError] = P
     return error(f"{run} is a kind: {kind.name} run; {needs(verb)}{why} — this run supports: {can}")
 
 
-def require_verb(run: RunDir, verb: str, error: type[PolymodalError] = PolymodalError) -> RunKind:
+def require_verb(run: RunDir, verb: str, error: type[PolymodalError] = CheckpointError) -> RunKind:
     """The run's kind, if ``verb`` applies to it; otherwise one line (an ``error``) saying what the verb needs."""
     run.require(needs=f"{needs(verb)}; give the folder `polymodal train ... --run-dir RUN` wrote")
     kind = for_run(run)

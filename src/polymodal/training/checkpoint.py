@@ -31,6 +31,7 @@ from polymodal.storage import (
     fsync_dir,
     fsync_file,
     load_weights,
+    space_for,
     weight_tensors,
 )
 
@@ -78,15 +79,23 @@ def save_checkpoint(
     os.chmod(ckpt_root, DIR_MODE)
     final = ckpt_root / f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp-"))
-    save_file(weight_tensors(model), str(tmp / "model.safetensors"))
-    tensors, meta = optimizer_to_flat(opt) if opt is not None else ({}, None)
-    for rank, r in enumerate(rng or [torch.get_rng_state()]):
-        tensors["__rng__" if rank == 0 else f"__rng_{rank}__"] = r
-    save_file(tensors, str(tmp / "optim.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}), encoding="utf-8")
-    for f in tmp.iterdir():
-        os.chmod(f, FILE_MODE)
-        fsync_file(f)
+    keeps = "the last complete checkpoint, if any, is kept; resume with polymodal train --resume --run-dir " + str(
+        ckpt_root.parent
+    )
+    try:
+        with space_for(ckpt_root, f"checkpoint {final.name}", keeps):
+            save_file(weight_tensors(model), str(tmp / "model.safetensors"))
+            tensors, meta = optimizer_to_flat(opt) if opt is not None else ({}, None)
+            for rank, r in enumerate(rng or [torch.get_rng_state()]):
+                tensors["__rng__" if rank == 0 else f"__rng_{rank}__"] = r
+            save_file(tensors, str(tmp / "optim.safetensors"))
+            (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}), encoding="utf-8")
+            for f in tmp.iterdir():
+                os.chmod(f, FILE_MODE)
+                fsync_file(f)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets the half-written checkpoint's space back
+        raise
     os.chmod(tmp, DIR_MODE)
     if final.exists():  # the same step written again (a rerun from an older checkpoint): keep it until replaced
         os.replace(final, ckpt_root / f".tmp-old-{final.name}")

@@ -131,7 +131,7 @@ def predict_table(
         prepared, rows = [], []
         for i, row in enumerate(frame.to_dict("records"), start=start):
             try:
-                prepared.append(predictor.prepare(**values_of(predictor, row, base)))
+                prepared.append(predictor.prepare_values(values_of(predictor, row, base), empty_ok=True))
                 rows.append(i)
             except PolymodalError as exc:
                 if on_error == "raise":

@@ -82,7 +82,15 @@ class RunPredictor:
         return {s.name: s.modality for s in self.recipe.inputs}
 
     def prepare(self, **values: Any) -> tuple[dict[str, torch.Tensor], dict[str, bool], list[str]]:
-        """Check and preprocess one example's raw inputs (no model work).
+        """Check and preprocess one example's raw inputs (no model work); at least one must be given."""
+        return self.prepare_values(values)
+
+    def prepare_values(
+        self, values: dict[str, Any], empty_ok: bool = False
+    ) -> tuple[dict[str, torch.Tensor], dict[str, bool], list[str]]:
+        """:meth:`prepare` for a mapping of raw inputs. ``empty_ok``: a row whose inputs are all missing is
+        prepared too (every input a placeholder, as such a row of a table is evaluated in training) instead of
+        refused; tables use it, a single request does not.
 
         Returns:
             ``(example, present, missing)``: one tensor per input (a zero placeholder of the trained shape and
@@ -92,7 +100,7 @@ class RunPredictor:
         if unknown:
             raise DataError(f"unknown input {unknown}; this model takes {', '.join(self.inputs)}")
         missing = [k for k in self.inputs if is_missing(values.get(k))]
-        if len(missing) == len(self.inputs):
+        if len(missing) == len(self.inputs) and not empty_ok:
             raise DataError(f"no input given; this model takes {', '.join(self.inputs)} (at least one)")
         example = {}
         for name in self.inputs:
@@ -137,8 +145,8 @@ class RunPredictor:
         """
         return self.run([self.prepare(**values)])[0]
 
-    def predict_batch(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """:meth:`predict` for several examples with one forward pass."""
+    def predict_batch(self, rows: list[dict[str, Any]], empty_ok: bool = False) -> list[dict[str, Any]]:
+        """:meth:`predict` for several examples with one forward pass (``empty_ok``: see :meth:`prepare_values`)."""
         if not rows:
             return []
-        return self.run([self.prepare(**row) for row in rows])
+        return self.run([self.prepare_values(row, empty_ok) for row in rows])
