@@ -31,13 +31,14 @@ from polymodal.serve.server import build_server  # noqa: E402
 
 
 class Running:
-    """A uvicorn server for ``app`` in a background thread on a free port of 127.0.0.1."""
+    """A uvicorn server for ``app`` in a background thread on a free port of 127.0.0.1 (``options``: more
+    :func:`build_server` arguments)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **options) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.server = build_server(app, "127.0.0.1", self.port)
+        self.server = build_server(app, "127.0.0.1", self.port, **options)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Running:
@@ -289,7 +290,7 @@ def test_micro_batching_answers_concurrent_requests_in_fewer_forwards(trained_ru
     predictor = api.load(trained_run)
     want = [predictor.predict(image=str(manifest.parent / f"{i % 3}_{i}.png")) for i in range(8)]
     with (
-        Running(create_app(trained_run, batch_ms=50, max_batch=8)) as running,
+        Running(create_app(trained_run, Limits(max_in_flight=8), batch_ms=50, max_batch=8)) as running,
         httpx.Client(base_url=running.url, timeout=30) as c,
     ):
         with ThreadPoolExecutor(8) as pool:

@@ -28,6 +28,18 @@ def command(
     max_batch: Annotated[int, typer.Option(min=1, help="Largest micro-batch and /predict/batch size.")] = 32,
     max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body in MB.")] = 10.0,
     max_image_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width × height).")] = 16_000_000,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, max=1024, help="Requests computed at once per worker; more get a 503 + Retry-After.")
+    ] = 4,
+    request_timeout_s: Annotated[
+        float, typer.Option(min=0.001, max=86400.0, help="Seconds a request's computation may take (then a 503).")
+    ] = 30.0,
+    header_timeout_s: Annotated[
+        float, typer.Option(min=0.001, max=3600.0, help="Seconds a client may take to send its headers.")
+    ] = 10.0,
+    body_timeout_s: Annotated[
+        float, typer.Option(min=0.001, max=3600.0, help="Seconds a client may take to send its body (then a 408).")
+    ] = 30.0,
     threads: Annotated[int, typer.Option(min=1, help="torch threads per worker (1 is fastest for small models).")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the model.")] = 1,
     engine: Annotated[
@@ -46,7 +58,15 @@ def command(
     servable(run_dir)  # a bad run directory, or a kind that serving does not apply to: one error line
     if engine not in ENGINES:
         raise PolymodalError(f"unknown --engine '{engine}'; use one of: {', '.join(ENGINES)}")
-    limits = Limits(int(max_upload_mb * 2**20), max_image_pixels, max_batch)
+    limits = Limits(
+        int(max_upload_mb * 2**20),
+        max_image_pixels,
+        max_batch,
+        max_in_flight=max_in_flight,
+        request_timeout_s=request_timeout_s,
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
+    )
     out.print(f"serving {run_dir} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
     level = "info" if verbose else "warning"
     run_server(run_dir, host, port, workers, threads, limits, batch_ms, max_batch, level, engine)

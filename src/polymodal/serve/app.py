@@ -7,13 +7,14 @@ adds a gradient × input saliency map per input), ``POST /predict/batch`` (JSON 
 ``/openapi.json``.
 
 All preprocessing is the run's own (:class:`polymodal.kinds.supervised.predictor.RunPredictor`); the hot path is
-one request parse, the transforms, and one forward under ``torch.inference_mode``. Every refused request is a JSON 4xx
-``{"error": "<one line saying what to do>"}`` and the server carries on.
+one request parse, the transforms, and one forward under ``torch.inference_mode``; the transforms and forward run
+in worker threads, bounded and with a deadline (:mod:`polymodal.serve.admission`), so the event loop keeps
+answering. Every refused request is a JSON 4xx/503 ``{"error": "<one line saying what to do>", "request_id": ...}``
+and the server carries on.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,37 +23,27 @@ from typing import Any
 import orjson
 import torch
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from polymodal.errors import PolymodalError
 from polymodal.kinds.base import RunKind, require_verb
 from polymodal.kinds.lm.run import LMRun
 from polymodal.kinds.supervised.predictor import RunPredictor
 from polymodal.runs import RunDir
+from polymodal.serve.admission import Admission
 from polymodal.serve.batcher import MicroBatcher
 from polymodal.serve.explain import METHOD, saliency
+from polymodal.serve.handlers import JSON, install_error_handlers
 from polymodal.serve.inputs import ACCEPTS, FILE_MODALITIES, Uploads, to_value
 from polymodal.serve.limits import BodyLimit, Limits, NotForThisModel, RequestError, UnsupportedMediaType
+from polymodal.serve.requestid import RequestId
 
-log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 EXPLAINABLE_HEADS = frozenset({"classification", "multilabel"})  # heads with (B, K) logits per class
 ENGINES = ("torch", "onnx")
-
-
-class JSON(Response):
-    """orjson-encoded JSON (several times faster than the standard library on the probability dicts)."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class GenerateRequest(BaseModel):
@@ -88,7 +79,8 @@ def create_app(
 
     Args:
         run_dir: A finished run directory (a classifier/regressor/captioner, or a ``kind: lm`` language model).
-        limits: Upload size, image pixels, batch rows and generated tokens a request may ask for.
+        limits: Upload size, image pixels, batch rows and generated tokens a request may ask for; requests
+            computed at once and their deadline; how long a request's body may take to arrive.
         batch_ms: Micro-batching window in milliseconds (0 = off: each request runs its own forward).
         max_batch: Largest micro-batch.
         engine: ``torch``, or ``onnx``: predictions from an onnxruntime session over the model exported at
@@ -103,21 +95,24 @@ def create_app(
     loaded = kind.load(RunDir(run))
     app = FastAPI(
         title=f"polymodal: {run.name}",
-        description='Predictions from a polymodal run. Errors are JSON `{"error": "..."}` with a 4xx status.',
+        description='Predictions from a polymodal run. Errors are JSON `{"error": "...", "request_id": "..."}` '
+        "with a 4xx or 503 status.",
         default_response_class=JSON,
     )
-    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
-    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes, timeout_s=limits.body_timeout_s)
+    app.add_middleware(RequestId)  # added last, so outermost: BodyLimit's 413 carries the id too
+    counts = install_error_handlers(app)
+    admission = Admission(limits.max_in_flight, limits.request_timeout_s)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     started = time.time()
     # A run's use decides its routes: the other use's routes answer with a 404 that says what to call.
     if "generate" in kind.verbs:
-        use, stats = "generate", add_lm_routes(app, run, loaded, limits)
+        use, stats = "generate", add_lm_routes(app, run, loaded, limits, admission)
         for path in ("/predict", "/predict/batch"):
             add_refusal(app, path, 'this run is a language model; POST /generate {"prompt": ...} instead')
     else:
-        use, stats = "predict", add_predict_routes(app, run, loaded, limits, batch_ms, max_batch, engine)
+        use, stats = "predict", add_predict_routes(app, run, loaded, limits, admission, batch_ms, max_batch, engine)
         add_refusal(app, "/generate", "this run is not a language model; POST /predict with its inputs instead")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -127,7 +122,8 @@ def create_app(
     @app.get("/health", summary="Liveness and what is served")
     async def health() -> dict[str, Any]:
         up = round(time.time() - started, 1)
-        return {"status": "ok", "run": run.name, "kind": kind.name, "use": use, "uptime_s": up, **stats()}
+        live = {**stats(), **admission.stats(), **counts}
+        return {"status": "ok", "run": run.name, "kind": kind.name, "use": use, "uptime_s": up, **live}
 
     return app
 
@@ -144,6 +140,7 @@ def add_predict_routes(
     run: Path,
     predictor: RunPredictor,
     limits: Limits,
+    admission: Admission,
     batch_ms: float,
     max_batch: int,
     engine: str = "torch",
@@ -221,12 +218,26 @@ def add_predict_routes(
     async def predict(request: Request, explain: bool = False) -> dict[str, Any]:
         if explain and not explainable:
             raise RequestError(f"explain needs a classification or multilabel head; this run's head is '{head}'")
-        prepared = prepare(await read_body(request, modalities, limits))
-        result = await batcher.submit(prepared) if batcher else run_batch([prepared])[0]
-        if explain:
-            example, present, _ = prepared
-            result["explanation"] = saliency(predictor.model, example, present, modalities, predictor.transforms)
-        return result
+        raw = await read_body(request, modalities, limits)
+
+        def explained(result: dict[str, Any], prepared: Any) -> dict[str, Any]:
+            if explain:
+                example, present, _ = prepared
+                result["explanation"] = saliency(predictor.model, example, present, modalities, predictor.transforms)
+            return result
+
+        def whole() -> dict[str, Any]:
+            prepared = prepare(raw)
+            return explained(run_batch([prepared])[0], prepared)
+
+        async def work() -> dict[str, Any]:
+            if batcher is None:
+                return await admission.in_thread(whole)  # one thread hop for the whole request
+            prepared = await admission.in_thread(prepare, raw)
+            result = await batcher.submit(prepared)
+            return await admission.in_thread(explained, result, prepared) if explain else result
+
+        return await admission.run(work)
 
     @app.post(
         "/predict/batch",
@@ -240,8 +251,11 @@ def add_predict_routes(
             raise RequestError('send {"instances": [{input: value, ...}, ...]} with at least one instance')
         if len(rows) > limits.max_batch:
             raise RequestError(f"{len(rows)} instances is over the server's limit of {limits.max_batch}; split them")
-        prepared = [prepare(r, f"instances[{i}]: ") for i, r in enumerate(rows)]
-        return {"predictions": run_batch(prepared)}
+
+        def whole() -> list[dict[str, Any]]:
+            return run_batch([prepare(r, f"instances[{i}]: ") for i, r in enumerate(rows)])
+
+        return {"predictions": await admission.run(lambda: admission.in_thread(whole))}
 
     return lambda: {
         "engine": engine,
@@ -306,7 +320,9 @@ async def read_body(request: Request, modalities: dict[str, str], limits: Limits
     return raw
 
 
-def add_lm_routes(app: FastAPI, run: Path, lm: LMRun, limits: Limits) -> Callable[[], dict[str, Any]]:
+def add_lm_routes(
+    app: FastAPI, run: Path, lm: LMRun, limits: Limits, admission: Admission
+) -> Callable[[], dict[str, Any]]:
     """/metadata and /generate for a language model (see :mod:`polymodal.gpt.generate`); returns what
     /health shows."""
     from polymodal.gpt.generate import stream
@@ -356,39 +372,8 @@ def add_lm_routes(app: FastAPI, run: Path, lm: LMRun, limits: Limits) -> Callabl
         tokenizer.encode(req.prompt)  # an unknown character is a 422 before any streaming starts
         if req.stream:
             return StreamingResponse(tokens(req), media_type="text/plain; charset=utf-8")
-        text = await run_in_threadpool(lambda: "".join(tokens(req)))
+        text = await admission.run(lambda: admission.in_thread(lambda: "".join(tokens(req))))
         ended = next((s for s in req.stop if s and text.endswith(s)), "")
         return {"prompt": req.prompt, "text": text.removesuffix(ended) if ended else text, "stopped_at": ended or None}
 
     return lambda: {"block_size": metadata["block_size"]}
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every failure becomes ``{"error": "<one line>"}``: 4xx for the client's, 500 (logged) for ours."""
-
-    def one_line(text: str) -> str:
-        return " ".join(str(text).split())
-
-    @app.exception_handler(RequestError)
-    async def request_error(_: Request, exc: RequestError) -> JSON:
-        return JSON({"error": one_line(exc)}, status_code=exc.status)
-
-    @app.exception_handler(PolymodalError)
-    async def data_error(_: Request, exc: PolymodalError) -> JSON:
-        return JSON({"error": one_line(exc)}, status_code=422)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSON:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return JSON({"error": f"{where}: {one_line(first.get('msg', 'invalid'))}; see /docs"}, status_code=422)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSON:
-        message = exc.detail if exc.status_code != 404 else f"no route {request.method} {request.url.path}; see /docs"
-        return JSON({"error": one_line(message)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def server_error(_: Request, exc: Exception) -> JSON:
-        log.exception("request failed")
-        return JSON({"error": f"internal error ({type(exc).__name__}); the server logged it"}, status_code=500)

@@ -4,12 +4,17 @@ Each request is preprocessed on its own; the prepared examples wait in a queue u
 since the first one (or ``max_batch`` are waiting), then one batched forward answers them all. Under load this
 trades at most ``wait_ms`` of latency for fewer, larger forwards; with one client at a time it only adds
 latency, so it is off unless asked for (``polymodal serve --batch-ms 2``).
+
+The batched forward runs in the batcher's own thread, never on the event loop, one batch at a time (as one
+forward already uses the model's threads). Requests waiting for their batch hold their admission slots, so a
+batch holds at most ``max_in_flight`` requests (see :mod:`polymodal.serve.admission`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 
@@ -27,6 +32,7 @@ class MicroBatcher:
         self.queue: list[tuple[Any, asyncio.Future]] = []
         self.timer: asyncio.TimerHandle | None = None
         self.batches = 0  # forwards run, for /health
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="polymodal-batch")
 
     async def submit(self, item: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -46,13 +52,19 @@ class MicroBatcher:
         if not batch:
             return
         self.batches += 1
-        try:
-            results = self.run([item for item, _ in batch])
-        except Exception as exc:  # every waiting request gets the failure, and the server keeps serving
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():  # the client may have gone away
-                future.set_result(result)
+        loop = asyncio.get_running_loop()
+        done = self.pool.submit(self.run, [item for item, _ in batch])
+        done.add_done_callback(lambda f: loop.call_soon_threadsafe(deliver, batch, f))
+
+
+def deliver(batch: list[tuple[Any, asyncio.Future]], done: Future) -> None:
+    """Hand each waiting request its result, or the batch's failure (and the server keeps serving)."""
+    exc = done.exception()
+    results = [None] * len(batch) if exc is not None else done.result()
+    for (_, future), result in zip(batch, results, strict=True):
+        if future.done():  # the request's task went away
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
