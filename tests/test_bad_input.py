@@ -199,3 +199,67 @@ def test_one_class_label_is_refused_before_training(tmp_path):
     assert "'y' has 1 class(es) in the training split (cat)" in one_line(e)
     y, info = encode_targets(frame, "y", "class", np.arange(10))
     assert info["classes"] == ["cat", "dog"] and y.tolist() == [0] * 8 + [1] * 2
+
+
+def tabular_table(tmp_path, cells: dict[int, str]) -> dict:
+    """A 30-row numeric table (two real-valued columns, three classes) with ``cells`` of column ``x``
+    replaced, and a tabular recipe over it."""
+    rng = np.random.default_rng(0)
+    rows = ["x,z,label"]
+    for i in range(30):
+        k = i % 3
+        rows.append(f"{cells.get(i, f'{k + rng.normal(0, 0.1):.3f}')},{rng.normal():.3f},c{k}")
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    recipe = tiny_recipe(tmp_path, "raise")
+    recipe["inputs"] = [{"name": "t", "modality": "tabular", "columns": ["x", "z"], "encoder": "tabular_mlp"}]
+    return recipe
+
+
+@pytest.mark.parametrize("bad", ["abc", "inf"])
+def test_a_bad_number_names_its_row_and_on_error_skip_drops_it(bad, tmp_path):
+    recipe = tabular_table(tmp_path, {4: bad})
+    with pytest.raises(DataError) as e:
+        api.train(recipe, tmp_path / "run")
+    msg = one_line(e)
+    assert "table row 4 (train split)" in msg and f"value '{bad}'" in msg and "on_error: skip" in msg  # main: no row
+    recipe["data"]["on_error"] = "skip"
+    res = api.train(recipe, tmp_path / "run2")
+    assert res.skipped == 1 and bad in (tmp_path / "run2" / "skipped.json").read_text()
+
+
+def test_an_empty_table_and_an_empty_split_say_which_keys_exist(tmp_path):
+    recipe = tabular_table(tmp_path, {})
+    (tmp_path / "table.csv").write_text("x,z,label\n")
+    with pytest.raises(DataError) as e:
+        api.train(recipe, tmp_path / "run")
+    assert "has no rows" in one_line(e) and "train_fraction" not in one_line(e)
+    recipe = tabular_table(tmp_path, {})
+    frame = __import__("pandas").read_csv(tmp_path / "table.csv")
+    frame.assign(part=["val", "test"] * 15).to_csv(tmp_path / "table.csv", index=False)
+    recipe["data"]["split_column"] = "part"
+    with pytest.raises(DataError) as e:
+        api.train(recipe, tmp_path / "run")
+    assert "train split of 30 rows is empty; give some rows 'train' in column 'part'" in one_line(e)
+
+
+def test_one_non_utf8_text_cell_does_not_refuse_the_table(tmp_path, caplog):
+    from polymodal.data.table import read_table
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"text,label\nfine,a\ncaf\xe9 au lait,b\nok,a\n")  # a Latin-1 cell
+    with caplog.at_level("WARNING"):
+        frame = read_table(path)
+    assert frame["text"].tolist() == ["fine", "caf\ufffd au lait", "ok"]
+    assert "line(s) 3 hold bytes that are not UTF-8" in caplog.text and "re-save the file as UTF-8" in caplog.text
+
+
+def test_classes_missing_from_val_or_test_are_reported(tmp_path, caplog):
+    recipe = tabular_table(tmp_path, {})
+    frame = __import__("pandas").read_csv(tmp_path / "table.csv")
+    part = ["train"] * 24 + ["val", "val", "val", "test", "test", "test"]
+    frame.assign(label=[*frame["label"][:27], "c0", "c0", "c1"], part=part).to_csv(tmp_path / "table.csv", index=False)
+    recipe["data"]["split_column"] = "part"
+    with caplog.at_level("WARNING"):
+        api.train(recipe, tmp_path / "run")
+    assert "the test split has no row of 1 of the 3 classes (c2)" in caplog.text
+    assert "give them 'test' rows in column 'part'" in caplog.text and "the val split" not in caplog.text

@@ -31,6 +31,36 @@ def build_transforms(inputs: list[InputSpec]) -> dict[str, Any]:
     return {s.name: MODALITIES.build(s.modality, s.preprocessing) for s in inputs}
 
 
+def warn_missing_classes(targets: np.ndarray, rows: dict[str, np.ndarray], classes: list[str], table: Table) -> None:
+    """Warn when a class of the training split has no row in val or test: that split's metrics cannot tell how
+    the model does on it (and macro averages are over the classes present)."""
+    for name in ("val", "test"):
+        absent = sorted(set(range(len(classes))) - set(np.asarray(targets)[rows[name]].tolist()))
+        if absent:
+            shown = ", ".join(str(classes[k]) for k in absent[:5]) + (" ..." if len(absent) > 5 else "")
+            fix = f"give them '{name}' rows in column '{table.split}'" if table.split else f"raise data.{name}_fraction"
+            log.warning(
+                "the %s split has no row of %d of the %d classes (%s); its metrics say nothing about them: add "
+                "rows or %s",
+                name,
+                len(absent),
+                len(classes),
+                shown,
+                fix,
+            )
+
+
+def empty_split_hint(name: str, table: Table) -> str:
+    """What to change when split ``name`` got no rows."""
+    if table.split:
+        return f"give some rows '{name}' in column '{table.split}'" + (
+            " (val rows are otherwise carved from train by data.val_fraction)" if name == "val" else ""
+        )
+    if name == "train":
+        return "add rows, or lower data.val_fraction / data.test_fraction"
+    return f"add rows or raise data.{name}_fraction"
+
+
 def load_table(recipe: Recipe) -> Table:
     """The recipe's examples: a built-in dataset or a manifest file (paths relative to the manifest)."""
     data = recipe.data
@@ -47,6 +77,8 @@ def load_table(recipe: Recipe) -> Table:
     if data.group_column is not None:
         table.require([data.group_column], f"dataset '{data.dataset or data.table}' (data.group_column)")
         table.group = data.group_column
+    if table.frame.empty:
+        raise DataError(f"{table.source or data.table or data.dataset} has no rows; add examples (a few per class)")
     kind = HEADS.get(recipe.head.name).factory.TARGET
     needed = [c for s in recipe.inputs for c in (s.columns or [s.column])]
     # A multi-task head names its own target columns; an empty multi-label cell is an empty label set.
@@ -102,6 +134,7 @@ class ExampleDataset(Dataset):
         self.shapes: dict[str, tuple[int, ...]] = {}  # per input, for placeholders of missing cells
         self.dtypes: dict[str, torch.dtype] = {}  # token ids stay integer in a placeholder
         self.removed: frozenset[str] = frozenset()  # inputs treated as missing in every row
+        self.table_rows: np.ndarray | None = None  # each example's row in the table it came from, for messages
         self.corruption: tuple[str, float, int] | None = None  # (input, level, seed) for robustness tests
 
     def __len__(self) -> int:
@@ -158,6 +191,7 @@ class ExampleDataset(Dataset):
             self.disk_cache,
         )
         out.shapes, out.dtypes = self.shapes, self.dtypes
+        out.table_rows = self.table_rows[keep] if self.table_rows is not None else None
         if self._cache is not None:
             out._cache = {j: self._cache[i] for j, i in enumerate(keep) if i in self._cache}
         return out
@@ -248,17 +282,21 @@ def pin_options(recipe: R, data: DataBundle) -> R:
 def screen(ds: ExampleDataset, split: str, on_error: str) -> tuple[ExampleDataset, list[dict[str, Any]]]:
     """Preprocess every row now: fail fast on the first bad one, or drop bad rows and record them."""
     bad: list[dict[str, Any]] = []
+    rows = ds.table_rows if ds.table_rows is not None else np.arange(len(ds))
+    failed = []
     for i in range(len(ds)):
         try:
             ds.preprocess(i)
         except DataError as exc:
+            where = f"{split} row {i}" if ds.table_rows is None else f"table row {rows[i]} ({split} split)"
             if on_error == "raise":
-                raise DataError(f"{split} row {i}: {exc} (or set data.on_error: skip to drop such rows)") from None
-            bad.append({"split": split, "row": i, "error": str(exc)})
+                raise DataError(f"{where}: {exc} (or set data.on_error: skip to drop such rows)") from None
+            failed.append(i)
+            bad.append({"split": split, "row": int(rows[i]), "error": str(exc)})
     if not bad:
         return ds, bad
     log.warning("skipped %d bad %s rows, e.g. %s", len(bad), split, bad[0]["error"])
-    keep = np.setdiff1d(np.arange(len(ds)), [b["row"] for b in bad])
+    keep = np.setdiff1d(np.arange(len(ds)), failed)
     return ds.subset(keep), bad
 
 
@@ -300,7 +338,7 @@ def build_data(
         rows["train"] = rows["train"][label_subset(train_labels, recipe.data.label_fraction, recipe.seed)]
     for name, r in rows.items():
         if len(r) == 0:
-            raise DataError(f"the {name} split is empty; add rows or change data.{name}_fraction")
+            raise DataError(f"the {name} split of {len(frame)} rows is empty; {empty_split_hint(name, table)}")
     targets, target = encode_targets(
         frame,
         table.label,
@@ -312,6 +350,8 @@ def build_data(
     )
     if target_info is not None and target_info != target:
         raise DataError("the data's labels differ from the ones this run was trained on; evaluate on the same data")
+    if target["kind"] == "class":
+        warn_missing_classes(targets, rows, target["classes"], table)
     columns = {
         name: {s.name: input_cells(frame, s, r, table.base_dir) for s in recipe.inputs} for name, r in rows.items()
     }
@@ -334,6 +374,7 @@ def build_data(
         ds = ExampleDataset(
             columns[name], targets[r], transforms, recipe.data.cache, augment=name == "train", disk_cache=disk_cache
         )
+        ds.table_rows = r
         if recipe.data.cache or recipe.data.on_error == "skip":
             ds, bad = screen(ds, name, recipe.data.on_error)
             skipped += bad

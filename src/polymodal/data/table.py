@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from polymodal.errors import DataError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -61,6 +64,39 @@ class Table:
         return "sha256:" + h.hexdigest()
 
 
+def not_utf8_lines(path: Path, limit: int = 5) -> list[int]:
+    """1-based numbers of the first ``limit`` lines of ``path`` that are not valid UTF-8."""
+    bad = []
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(number)
+                if len(bad) == limit:
+                    break
+    return bad
+
+
+def read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    """A CSV/TSV; cells with bytes that are not UTF-8 are read with U+FFFD in their place and a warning names
+    the lines (one bad text cell should not refuse the whole table)."""
+    read = lambda errors: pd.read_csv(  # noqa: E731
+        path, sep=sep, keep_default_na=False, na_values=[""], encoding="utf-8", encoding_errors=errors
+    )
+    try:
+        return read("strict")
+    except UnicodeDecodeError:
+        lines = not_utf8_lines(path)
+        log.warning(
+            "table %s: line(s) %s hold bytes that are not UTF-8, read as U+FFFD (�); re-save the file as UTF-8 "
+            "to keep those characters",
+            path,
+            ", ".join(map(str, lines)),
+        )
+        return read("replace")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV, Parquet or JSONL manifest; errors say which file and what is wrong."""
     p = Path(path)
@@ -69,7 +105,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = p.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):
-            return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""])
+            return read_delimited(p, "\t" if suffix == ".tsv" else ",")
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(p)
         if suffix in (".jsonl", ".ndjson"):

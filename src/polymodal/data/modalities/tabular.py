@@ -53,10 +53,18 @@ class TabularTransform(Transform):
         try:
             x = float(value)
         except (TypeError, ValueError):
-            raise DataError(f"column '{column}' value {value!r} is not a number; list it under categorical") from None
+            raise DataError(f"column '{column}' value '{value}' is not a number; list it under categorical") from None
         if math.isinf(x):
-            raise DataError(f"column '{column}' value {value!r} is infinite; clean the table")
+            raise DataError(f"column '{column}' value '{value}' is infinite; clean the table")
         return x
+
+    def fit_number(self, column: str, value: Any) -> float:
+        """``number`` for the statistics: a value it refuses counts as missing here, and the row's own
+        preprocessing refuses it with the row's number (``data.on_error: raise``) or drops the row (``skip``)."""
+        try:
+            return self.number(column, value)
+        except DataError:
+            return math.nan
 
     def fit(self, values: list[Any]) -> None:
         if not values or not isinstance(values[0], dict):
@@ -65,7 +73,7 @@ class TabularTransform(Transform):
         if unknown:
             raise DataError(f"categorical columns {unknown} are not among the input's columns {sorted(values[0])}")
         self.numeric = [c for c in values[0] if c not in self.categorical]
-        nums = np.array([[self.number(c, row[c]) for c in self.numeric] for row in values], dtype=np.float64)
+        nums = np.array([[self.fit_number(c, row[c]) for c in self.numeric] for row in values], dtype=np.float64)
         nums = nums.reshape(len(values), len(self.numeric))
         self.mean = np.nan_to_num(np.nanmean(nums, axis=0) if len(nums) else nums.sum(0)).tolist()
         self.std = (np.nan_to_num(np.nanstd(nums, axis=0)) + 1e-8).tolist() if len(nums) else []
