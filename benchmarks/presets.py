@@ -3,6 +3,7 @@ their held-out rows: one Markdown row per (dataset, preset), and with --single o
 
     python benchmarks/presets.py --datasets basicmotions,japanesevowels --presets fast,medium,best
     python benchmarks/presets.py --datasets clipart --presets best --single
+    python benchmarks/presets.py --datasets clipart --presets best --single keywords --seed 1
 
 A dataset's own split column gives the test rows when it has one (UEA's official split); otherwise a seeded 20 %,
 drawn per group when the dataset groups its rows (clipart: one drawing filed under several categories stays on
@@ -54,7 +55,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="basicmotions,japanesevowels")
     ap.add_argument("--presets", default="fast,medium,best")
-    ap.add_argument("--single", action="store_true", help="also fit each input column alone (same preset)")
+    ap.add_argument(
+        "--single", nargs="?", const="all", default="", help="also fit each input column alone (or only COL,COL)"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="the recipe's seed (split of val rows, initialisation)")
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="presets-")))
     args = ap.parse_args()
     print("| dataset | preset | inputs | test accuracy | train s |\n|---|---|---|---|---|", flush=True)
@@ -62,11 +66,12 @@ def main() -> None:
         train, test, label = table(name)
         columns = [c for c in train.columns if c != label]
         for preset in args.presets.split(","):
-            for keep in [columns, *([[c] for c in columns] if args.single and len(columns) > 1 else [])]:
+            alone = columns if args.single == "all" else [c for c in args.single.split(",") if c]
+            for keep in [columns, *([[c] for c in alone] if len(columns) > 1 else [])]:
                 tag = f"{name}-{preset}" + ("" if keep == columns else f"-{keep[0]}")
                 t0 = time.perf_counter()
                 p = polymodal.Predictor(label=label, presets=preset, path=args.out / tag)
-                p.fit(train[[*keep, label]], overrides=("trainer.threads=1",))
+                p.fit(train[[*keep, label]], overrides=("trainer.threads=1", f"seed={args.seed}"))
                 accuracy = float((p.predict(test) == test[label].astype(str).to_numpy()).mean())
                 inputs = ", ".join(f"{k}: {v}" for k, v in p.fit_summary()["inputs"].items())
                 seconds = time.perf_counter() - t0

@@ -30,7 +30,7 @@ def command(
     max_image_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width × height).")] = 16_000_000,
     max_in_flight: Annotated[
         int, typer.Option(min=1, max=1024, help="Requests computed at once per worker; more get a 503 + Retry-After.")
-    ] = 4,
+    ] = 8,
     request_timeout_s: Annotated[
         float, typer.Option(min=0.001, max=86400.0, help="Seconds a request's computation may take (then a 503).")
     ] = 30.0,
