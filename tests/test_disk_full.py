@@ -77,3 +77,21 @@ def test_train_on_a_full_disk_exits_4_with_one_line(tmp_path, manifest):
     assert out.stderr.count("\n") == 1 and "error: cannot write" in out.stderr and str(run) in out.stderr
     assert "Traceback" not in out.stderr
     assert json.loads((run / "meta.json").read_text())["kind"] == "supervised"  # written before: kept
+
+
+def test_a_full_disk_only_costs_the_feature_cache_its_entry(tmp_path):
+    from conftest import mnist_digits
+    from PIL import Image
+
+    Image.fromarray(mnist_digits(3, 1)[0]).save(tmp_path / "three.png")
+    code = f"""
+        from polymodal.data.cache import FeatureCache
+        from polymodal.data.modalities.image import ImageTransform
+        cache = FeatureCache({str(tmp_path / "cache")!r})
+        x = cache.get_or_compute({str(tmp_path / "three.png")!r}, ImageTransform(28, 1, 0.5, 0.5, 40_000_000))
+        print(tuple(x.shape), cache.misses)
+    """
+    out = run_limited(code, 1024, tmp_path)  # the 28×28 float entry (3.2 KB) does not fit
+    assert out.returncode == 0 and out.stdout.split() == ["(1,", "28,", "28)", "1"], out.stderr
+    assert "feature cache write failed" in out.stderr and "Traceback" not in out.stderr
+    assert not list((tmp_path / "cache").rglob("*.safetensors")) and not list((tmp_path / "cache").rglob(".tmp-*"))

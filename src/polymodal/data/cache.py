@@ -74,7 +74,7 @@ class FeatureCache:
         try:
             save_file({"x": x.contiguous()}, tmp)
             os.replace(tmp, entry)
-        except OSError as exc:  # a full or read-only disk only costs speed
+        except (OSError, SafetensorError) as exc:  # a full or read-only disk only costs speed
             log.warning("feature cache write failed (%s); continuing without it", exc)
             if os.path.exists(tmp):
                 os.unlink(tmp)
