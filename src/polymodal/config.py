@@ -65,6 +65,9 @@ class DataConfig:
     on_error: Literal["raise", "skip"] = "raise"
     disk_cache: bool = True
     disk_cache_dir: str | None = None  # default $POLYMODAL_CACHE or ~/.cache/polymodal/features
+    # Processes that decode files and compute their features into the disk cache before the first epoch
+    # (polymodal.data.prepare); unset: one per core this process may use; 0 or 1: in this process.
+    prepare_workers: Annotated[int, Field(ge=0, le=256)] | None = None
 
 
 @dataclass

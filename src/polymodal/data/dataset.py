@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.leak import warn_if_leaky
+from polymodal.data.prepare import default_workers, prefill
 from polymodal.data.table import Table, assign_splits, label_subset, read_table
 from polymodal.data.targets import encode_known, encode_targets, split_labels
 from polymodal.errors import DataError
@@ -29,6 +30,11 @@ R = TypeVar("R")  # a recipe dataclass with a ``data`` section (Recipe, Pretrain
 def build_transforms(inputs: list[InputSpec]) -> dict[str, Any]:
     """One transform per input, built from its modality's registered class and preprocessing config."""
     return {s.name: MODALITIES.build(s.modality, s.preprocessing) for s in inputs}
+
+
+def log_progress(done: int, total: int, seconds: float) -> None:
+    rate = done / max(seconds, 1e-9)
+    log.info("preparing files: %d/%d (%.0f files/s, ETA %.0f s)", done, total, rate, (total - done) / max(rate, 1e-9))
 
 
 def warn_missing_classes(targets: np.ndarray, rows: dict[str, np.ndarray], classes: list[str], table: Table) -> None:
@@ -369,6 +375,10 @@ def build_data(
                 train_labels = frame[table.label].to_numpy()[rows["train"]]
                 check_leak(s.name, columns["train"][s.name], train_labels, target, recipe.data.label_separator)
     disk_cache = FeatureCache(recipe.data.disk_cache_dir or default_cache_dir()) if recipe.data.disk_cache else None
+    if recipe.data.cache or recipe.data.on_error == "skip":  # every row is read now: read the files in parallel
+        every = {s.name: [c for split in columns.values() for c in split[s.name]] for s in recipe.inputs}
+        workers = recipe.data.prepare_workers if recipe.data.prepare_workers is not None else default_workers()
+        prefill(every, transforms, disk_cache, workers, log_progress)
     splits, skipped = {}, []
     for name, r in rows.items():
         ds = ExampleDataset(
