@@ -81,4 +81,6 @@ def check_finite(arr: np.ndarray, name: str, fix: str) -> None:
     bad = ~np.isfinite(arr) | (np.abs(arr) > FLOAT32_MAX)
     if bad.any():
         where = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)
-        raise DataError(f"{name} holds {arr[where]!r} at index {list(map(int, where))}, not a finite number; {fix}")
+        raise DataError(
+            f"{name} holds {float(np.real(arr[where])):g} at index {list(map(int, where))}, not a finite number; {fix}"
+        )
