@@ -26,7 +26,42 @@ Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 
+# Upper bounds on model sizes in recipes. Training with Adam keeps 16 bytes a parameter (weight, gradient, two
+# moments), so each bound says what the first value past it would ask for; a typo such as width: 40960 is then
+# a one-line ConfigError instead of an out-of-memory kill minutes later.
+# A 4096-wide linear layer is 16.8M parameters (270 MB to train); a transformer layer at that width is 12× that.
+Width = Annotated[int, Field(ge=1, le=4096)]
+Hidden = Annotated[int, Field(ge=0, le=4096)]  # 0: no hidden layer
+# Conv encoders double their channels per stage: 256 at depth 6 ends at 8,192 channels, whose 3×3 conv alone is
+# 302M parameters (4.8 GB to train).
+ConvWidth = Annotated[int, Field(ge=1, le=256)]
+# Attention heads split the width: past 64, heads are narrower than 64 channels at the largest width.
+Heads = Annotated[int, Field(ge=1, le=64)]
+# Stacked layers: 48 transformer layers at width 4096 are 9.7B parameters.
+Layers = Annotated[int, Field(ge=1, le=48)]
+
 BUILTIN_RECIPES = Path(__file__).parent / "recipes"
+# A recipe is a few hundred values. YAML aliases share one object many times over, so nine nested levels of ten
+# aliases (a "billion laughs" file of 500 bytes) load instantly but stand for 10^9 values, which validating or
+# printing them would expand: past this many values, counted with aliases expanded, a recipe is refused.
+MAX_RECIPE_VALUES = 100_000
+
+
+def check_size(raw: Any, where: str) -> None:
+    """Refuse a loaded YAML document standing for more than MAX_RECIPE_VALUES values (stops counting there)."""
+    count, stack = 0, [raw]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_RECIPE_VALUES:
+            raise ConfigError(
+                f"{where}: the YAML expands to over {MAX_RECIPE_VALUES:,} values (nested aliases?); write it plainly"
+            )
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
 
 
 def _numbers(tp: Any) -> set[type]:
@@ -94,6 +129,7 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"override '{item}': the value is not plain YAML ({exc.__class__.__name__})") from None
+        check_size(value, f"override '{item}'")
         keys = path.strip().split(".")
         node: Any = raw
         for depth, key in enumerate(keys[:-1]):
@@ -147,7 +183,10 @@ def read_recipe_yaml(path: str | Path) -> tuple[dict, str]:
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" at line {line + 1}" if line is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        # safe_load builds no objects: a !!python tag is refused here, and the fix is to drop it.
+        fix = "; recipes take plain values only (no !!python tags)" if "constructor" in str(exc) else ""
+        raise ConfigError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', exc)}{fix}") from None
+    check_size(raw, str(p))
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: a recipe must be a YAML mapping with keys like name, data, inputs, trainer")
     return raw, str(p)

@@ -10,14 +10,15 @@ from pydantic import Field
 from torch import nn
 
 from polymodal.registry import ENCODERS
+from polymodal.schema import Width
 
 
 @dataclass
 class AudioPoolConfig:
     """Recipe keys for ``encoder: {name: audio_pool}`` (use with ``preprocessing: {features: speech_embedding}``)."""
 
-    hidden: Annotated[int, Field(ge=1)] = 256
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    hidden: Width = 256
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from polymodal.encoders.frozen import FrozenOutputs
 from polymodal.errors import ConfigError
 from polymodal.registry import ENCODERS
+from polymodal.schema import Width
 
 FEATURES = 1280  # channels of EfficientNet-Lite0's last 1×1 conv
 
@@ -37,7 +38,7 @@ class EfficientNetLite0Config:
 
     freeze: bool = True  # keep the ImageNet backbone fixed (its BatchNorm statistics too)
     unfreeze_last: Annotated[int, Field(ge=0, le=16)] = 0  # ... except its last N blocks and head conv
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
 
 

@@ -11,15 +11,16 @@ from torch import nn
 
 from polymodal.encoders.blocks import Norm, conv_stack
 from polymodal.registry import ENCODERS
+from polymodal.schema import ConvWidth, Width
 
 
 @dataclass
 class ImageCNNConfig:
     """Recipe keys for ``encoder: {name: image_cnn}``."""
 
-    width: Annotated[int, Field(ge=1)] = 32
+    width: ConvWidth = 32
     depth: Annotated[int, Field(ge=1, le=6)] = 2
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     # Emit the spatial grid as tokens (B, H'·W', D) instead of the pooled vector; attention fusions set this.
     tokens: bool = False

@@ -10,6 +10,7 @@ from pydantic import Field
 from torch import nn
 
 from polymodal.registry import ENCODERS
+from polymodal.schema import ConvWidth, Width
 
 
 class BasicBlock(nn.Module):
@@ -38,10 +39,10 @@ class BasicBlock(nn.Module):
 class ImageResNetConfig:
     """Recipe keys for ``encoder: {name: image_resnet}``."""
 
-    width: Annotated[int, Field(ge=1)] = 32
+    width: ConvWidth = 32
     stages: Annotated[int, Field(ge=1, le=5)] = 3
     blocks: Annotated[int, Field(ge=1, le=4)] = 2  # residual blocks per stage
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

@@ -11,17 +11,18 @@ from torch import nn
 
 from polymodal.encoders.blocks import learned_positions, transformer
 from polymodal.registry import ENCODERS
+from polymodal.schema import Heads, Width
 
 
 @dataclass
 class ImageViTConfig:
     """Recipe keys for ``encoder: {name: image_vit}``."""
 
-    patch: Annotated[int, Field(ge=1)] = 4
-    width: Annotated[int, Field(ge=8)] = 64
-    heads: Annotated[int, Field(ge=1)] = 4
+    patch: Annotated[int, Field(ge=1, le=64)] = 4  # a 64² RGB patch is a 12,288-wide input to the embedding
+    width: Annotated[int, Field(ge=8, le=4096)] = 64
+    heads: Heads = 4
     layers: Annotated[int, Field(ge=1, le=12)] = 4
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from polymodal.data.modalities.text import minilm_dir
 from polymodal.encoders.frozen import FrozenOutputs
 from polymodal.registry import ENCODERS
+from polymodal.schema import Width
 
 WIDTH = 384  # MiniLM-L6 hidden size
 
@@ -22,7 +23,7 @@ class MiniLMConfig:
     """Recipe keys for ``encoder: {name: minilm}`` (use with ``preprocessing: {tokenizer: minilm}``)."""
 
     freeze: bool = True
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

@@ -10,15 +10,16 @@ from pydantic import Field
 from torch import nn
 
 from polymodal.registry import ENCODERS
+from polymodal.schema import Width
 
 
 @dataclass
 class TabularMLPConfig:
     """Recipe keys for ``encoder: {name: tabular_mlp}``."""
 
-    embed_dim: Annotated[int, Field(ge=1)] = 8
-    hidden: Annotated[int, Field(ge=1)] = 64
-    out_dim: Annotated[int, Field(ge=1)] = 64
+    embed_dim: Width = 8
+    hidden: Width = 64
+    out_dim: Width = 64
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

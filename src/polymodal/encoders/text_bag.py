@@ -11,14 +11,15 @@ from torch import nn
 
 from polymodal.encoders.blocks import example_tokens
 from polymodal.registry import ENCODERS
+from polymodal.schema import Width
 
 
 @dataclass
 class TextBagConfig:
     """Recipe keys for ``encoder: {name: text_bag}``."""
 
-    embed_dim: Annotated[int, Field(ge=1)] = 64
-    out_dim: Annotated[int, Field(ge=1)] = 64
+    embed_dim: Width = 64
+    out_dim: Width = 64
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

@@ -12,15 +12,16 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from polymodal.encoders.blocks import example_tokens, masked_mean_max
 from polymodal.registry import ENCODERS
+from polymodal.schema import Width
 
 
 @dataclass
 class TextBiLSTMConfig:
     """Recipe keys for ``encoder: {name: text_bilstm}``."""
 
-    embed_dim: Annotated[int, Field(ge=1)] = 64
-    hidden: Annotated[int, Field(ge=1)] = 64
-    out_dim: Annotated[int, Field(ge=1)] = 64
+    embed_dim: Width = 64
+    hidden: Width = 64
+    out_dim: Width = 64
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

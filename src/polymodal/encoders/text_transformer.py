@@ -11,16 +11,17 @@ from torch import nn
 
 from polymodal.encoders.blocks import example_tokens, learned_positions, transformer
 from polymodal.registry import ENCODERS
+from polymodal.schema import Heads, Width
 
 
 @dataclass
 class TextTransformerConfig:
     """Recipe keys for ``encoder: {name: text_transformer}``."""
 
-    width: Annotated[int, Field(ge=8)] = 64
-    heads: Annotated[int, Field(ge=1)] = 4
+    width: Annotated[int, Field(ge=8, le=4096)] = 64
+    heads: Heads = 4
     layers: Annotated[int, Field(ge=1, le=12)] = 2
-    out_dim: Annotated[int, Field(ge=1)] = 64
+    out_dim: Width = 64
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

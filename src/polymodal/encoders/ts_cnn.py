@@ -11,16 +11,17 @@ from torch import nn
 
 from polymodal.encoders.blocks import Norm, example_series, masked_mean_max, norm_layer, split_mask
 from polymodal.registry import ENCODERS
+from polymodal.schema import ConvWidth, Width
 
 
 @dataclass
 class TSCNNConfig:
     """Recipe keys for ``encoder: {name: ts_cnn}``."""
 
-    width: Annotated[int, Field(ge=1)] = 64
+    width: ConvWidth = 64
     depth: Annotated[int, Field(ge=1, le=8)] = 3
-    kernel: Annotated[int, Field(ge=1)] = 5
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    kernel: Annotated[int, Field(ge=1, le=64)] = 5  # past 64 steps a kernel is a dense layer: width² × kernel
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     # group: GroupNorm, which normalises each example alone (needed by DP-SGD's per-sample gradients).
     norm: Norm = "batch"

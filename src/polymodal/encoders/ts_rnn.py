@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from polymodal.encoders.blocks import example_series, masked_mean_max, split_mask
 from polymodal.registry import ENCODERS
+from polymodal.schema import Width
 
 
 @dataclass
@@ -19,10 +20,10 @@ class TSRNNConfig:
     """Recipe keys for ``encoder: {name: ts_rnn}``."""
 
     cell: Literal["gru", "lstm"] = "gru"
-    hidden: Annotated[int, Field(ge=1)] = 64
+    hidden: Width = 64
     layers: Annotated[int, Field(ge=1, le=4)] = 1
     bidirectional: bool = True
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

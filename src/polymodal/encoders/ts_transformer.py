@@ -11,16 +11,17 @@ from torch import nn
 
 from polymodal.encoders.blocks import example_series, learned_positions, masked_mean_max, split_mask, transformer
 from polymodal.registry import ENCODERS
+from polymodal.schema import Heads, Width
 
 
 @dataclass
 class TSTransformerConfig:
     """Recipe keys for ``encoder: {name: ts_transformer}``."""
 
-    width: Annotated[int, Field(ge=8)] = 64
-    heads: Annotated[int, Field(ge=1)] = 4
+    width: Annotated[int, Field(ge=8, le=4096)] = 64
+    heads: Heads = 4
     layers: Annotated[int, Field(ge=1, le=12)] = 2
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

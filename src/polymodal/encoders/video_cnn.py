@@ -11,17 +11,18 @@ from torch import nn
 
 from polymodal.encoders.blocks import conv_stack, learned_positions
 from polymodal.registry import ENCODERS
+from polymodal.schema import ConvWidth, Heads, Width
 
 
 @dataclass
 class VideoCNNConfig:
     """Recipe keys for ``encoder: {name: video_cnn}``."""
 
-    width: Annotated[int, Field(ge=1)] = 16
+    width: ConvWidth = 16
     depth: Annotated[int, Field(ge=1, le=6)] = 2
     temporal: Literal["mean", "transformer"] = "transformer"
-    heads: Annotated[int, Field(ge=1)] = 4
-    out_dim: Annotated[int, Field(ge=1)] = 128
+    heads: Heads = 4
+    out_dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

@@ -11,14 +11,15 @@ from torch import nn
 
 from polymodal.fusion.base import as_tokens, linear_per_modality
 from polymodal.registry import FUSIONS
+from polymodal.schema import Heads, Width
 
 
 @dataclass
 class CrossAttentionConfig:
     """Recipe keys for ``fusion: {name: cross_attention}``."""
 
-    dim: Annotated[int, Field(ge=1)] = 64
-    heads: Annotated[int, Field(ge=1)] = 4
+    dim: Width = 64
+    heads: Heads = 4
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

@@ -11,13 +11,14 @@ from torch import nn
 
 from polymodal.fusion.base import linear_per_modality, masked_softmax, pooled, presence
 from polymodal.registry import FUSIONS
+from polymodal.schema import Width
 
 
 @dataclass
 class GatedConfig:
     """Recipe keys for ``fusion: {name: gated}``."""
 
-    dim: Annotated[int, Field(ge=1)] = 128
+    dim: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 

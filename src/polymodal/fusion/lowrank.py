@@ -11,14 +11,17 @@ from torch import nn
 
 from polymodal.fusion.base import pooled
 from polymodal.registry import FUSIONS
+from polymodal.schema import Width
 
 
 @dataclass
 class LowRankConfig:
     """Recipe keys for ``fusion: {name: lowrank}``."""
 
-    rank: Annotated[int, Field(ge=1)] = 4
-    out_dim: Annotated[int, Field(ge=1)] = 64
+    rank: Annotated[int, Field(ge=1, le=256)] = (
+        4  # factors are (rank, D+1, out_dim) per modality; 256 is far past the paper's 4-16
+    )
+    out_dim: Width = 64
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

@@ -11,14 +11,15 @@ from torch import nn
 
 from polymodal.fusion.base import linear_per_modality, masked_mean, pooled, presence
 from polymodal.registry import FUSIONS
+from polymodal.schema import Layers, Width
 
 
 @dataclass
 class SharedConfig:
     """Recipe keys for ``fusion: {name: shared}``."""
 
-    dim: Annotated[int, Field(ge=1)] = 128
-    layers: Annotated[int, Field(ge=1)] = 2
+    dim: Width = 128
+    layers: Layers = 2
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

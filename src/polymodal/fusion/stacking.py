@@ -11,13 +11,14 @@ from torch import nn
 
 from polymodal.fusion.base import linear_per_modality, pooled, presence
 from polymodal.registry import FUSIONS
+from polymodal.schema import Hidden
 
 
 @dataclass
 class StackingConfig:
     """Recipe keys for ``fusion: {name: stacking}``."""
 
-    hidden: Annotated[int, Field(ge=0)] = 0
+    hidden: Hidden = 0
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     unimodal_loss: Annotated[float, Field(ge=0)] = 1.0
 

@@ -11,16 +11,17 @@ from torch import nn
 
 from polymodal.fusion.base import as_tokens, linear_per_modality, masked_mean, presence
 from polymodal.registry import FUSIONS
+from polymodal.schema import Heads, Layers, Width
 
 
 @dataclass
 class TransformerFusionConfig:
     """Recipe keys for ``fusion: {name: transformer}``."""
 
-    dim: Annotated[int, Field(ge=1)] = 64
-    heads: Annotated[int, Field(ge=1)] = 4
-    layers: Annotated[int, Field(ge=1)] = 2
-    bottleneck: Annotated[int, Field(ge=0)] = 0
+    dim: Width = 64
+    heads: Heads = 4
+    layers: Layers = 2
+    bottleneck: Annotated[int, Field(ge=0, le=256)] = 0  # tokens attend to all others: past 256 it is no bottleneck
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

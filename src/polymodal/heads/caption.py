@@ -20,20 +20,23 @@ from torch import nn
 from polymodal.data.targets import BOS, EOS
 from polymodal.gpt.model import GPT, GPTConfig, KVCache
 from polymodal.registry import HEADS
+from polymodal.schema import Heads, Layers, Width
 
 
 @dataclass
 class CaptionConfig:
     """Recipe keys for ``head: {name: caption}``."""
 
-    prefix_length: Annotated[int, Field(ge=1)] = 4
+    prefix_length: Annotated[int, Field(ge=1, le=256)] = (
+        4  # P tokens the decoder attends to at every step of every caption
+    )
     projector: Literal["linear", "mlp"] = "mlp"
     # prefix: the P embeddings go before the text (ClipCap); cross: every decoder block reads them through
     # cross-attention instead (encoder-decoder style), and the text starts at position 0.
     conditioning: Literal["prefix", "cross"] = "prefix"
-    n_layer: Annotated[int, Field(ge=1)] = 2
-    n_head: Annotated[int, Field(ge=1)] = 4
-    n_embd: Annotated[int, Field(ge=1)] = 128
+    n_layer: Layers = 2
+    n_head: Heads = 4
+    n_embd: Width = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 

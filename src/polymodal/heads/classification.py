@@ -14,13 +14,14 @@ from torch import nn
 from polymodal.data.targets import num_outputs
 from polymodal.metrics.metrics import classification_metrics
 from polymodal.registry import HEADS
+from polymodal.schema import Hidden
 
 
 @dataclass
 class ClassificationConfig:
     """Recipe keys for ``head: {name: classification}``."""
 
-    hidden: Annotated[int, Field(ge=0)] = 0
+    hidden: Hidden = 0
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
 

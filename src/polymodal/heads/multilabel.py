@@ -14,13 +14,14 @@ from torch import nn
 from polymodal.data.targets import num_outputs
 from polymodal.heads.classification import projection
 from polymodal.registry import HEADS
+from polymodal.schema import Hidden
 
 
 @dataclass
 class MultiLabelConfig:
     """Recipe keys for ``head: {name: multilabel}``."""
 
-    hidden: Annotated[int, Field(ge=0)] = 0
+    hidden: Hidden = 0
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     # Up-weight positives in the loss (labels are usually sparse: most are absent from most rows).

@@ -16,7 +16,7 @@ from polymodal.errors import ConfigError
 from polymodal.heads.classification import projection
 from polymodal.metrics.metrics import classification_metrics
 from polymodal.registry import HEADS
-from polymodal.schema import parse_dataclass
+from polymodal.schema import Hidden, parse_dataclass
 
 
 @dataclass
@@ -33,7 +33,7 @@ class MultiTaskConfig:
     """Recipe keys for ``head: {name: multitask, tasks: [{column, kind, weight}, ...]}``."""
 
     tasks: list[Any] = field(default_factory=list)
-    hidden: Annotated[int, Field(ge=0)] = 0
+    hidden: Hidden = 0
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import os
 import re
 import shutil
@@ -27,6 +28,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from polymodal.data.arrays import MAX_IMAGE_ELEMENTS, MAX_SERIES_ELEMENTS, check_finite, list_shape
+from polymodal.data.arrays import load_npy as load_checked_npy
+from polymodal.data.modalities.audio import MAX_SAMPLE_RATE, MAX_SECONDS
+from polymodal.data.modalities.image import check_pixel_array
 from polymodal.errors import DataError
 from polymodal.serve.limits import PayloadTooLarge, RequestError
 
@@ -54,6 +59,12 @@ MAGIC = [
 ]
 # A RAM-backed folder for uploads that must be files: on a busy disk a temporary folder costs milliseconds.
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+# Numbers a JSON array may hold per modality, checked on the nested lists' shape before numpy copies them.
+MAX_ELEMENTS = {
+    "image": MAX_IMAGE_ELEMENTS,
+    "timeseries": MAX_SERIES_ELEMENTS,
+    "audio": MAX_SECONDS * MAX_SAMPLE_RATE,  # what a file's reader would decode at most
+}
 DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w-]+=[\w.-]+)*;base64,")
 
 
@@ -121,11 +132,12 @@ def open_image(name: str, data: bytes, max_pixels: int) -> Image.Image:
     return img
 
 
-def load_npy(name: str, data: bytes) -> np.ndarray:
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"input '{name}': cannot read the uploaded .npy array ({exc})") from None
+def load_npy(name: str, data: bytes, modality: str) -> np.ndarray:
+    """An uploaded numeric .npy array, its declared shape and dtype checked from the header before loading."""
+    limit = MAX_ELEMENTS.get(modality, MAX_SERIES_ELEMENTS)
+    arr = load_checked_npy(data, f"input '{name}' (.npy)", limit, f"a {modality} input")
+    check_finite(arr, f"input '{name}' (.npy)", "send finite numbers within float32's range")
+    return arr
 
 
 def decode_base64(name: str, text: str) -> bytes:
@@ -137,14 +149,19 @@ def decode_base64(name: str, text: str) -> bytes:
         ) from None
 
 
-def as_array(name: str, value: list) -> np.ndarray:
+def as_array(name: str, value: list, limit: int = MAX_SERIES_ELEMENTS) -> np.ndarray:
+    """A JSON array as float32, at most ``limit`` numbers, all finite (1e308 would become inf in float32)."""
+    shape = list_shape(value)
+    if math.prod(shape) > limit:
+        raise PayloadTooLarge(f"input '{name}': the JSON array {shape} has over {limit:,} numbers; downsample it")
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        arr = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError):
         raise RequestError(f"input '{name}': the JSON array must be numbers of one rectangular shape") from None
     if arr.size == 0:
         raise RequestError(f"input '{name}': the JSON array is empty; leave the input out to mark it missing")
-    return arr
+    check_finite(arr, f"input '{name}'", "send finite numbers within float32's range")
+    return arr.astype(np.float32)
 
 
 def to_value(name: str, modality: str, value: Any, uploads: Uploads, max_pixels: int) -> Any:
@@ -160,7 +177,7 @@ def to_value(name: str, modality: str, value: Any, uploads: Uploads, max_pixels:
         if modality == "image":
             return open_image(name, data, max_pixels)
         if data.startswith(b"\x93NUMPY"):
-            return load_npy(name, data)
+            return load_npy(name, data, modality)
         return uploads.save(name, data, filename)
     if modality == "text":
         if not isinstance(value, str):
@@ -173,12 +190,13 @@ def to_value(name: str, modality: str, value: Any, uploads: Uploads, max_pixels:
     if isinstance(value, str) and modality in FILE_MODALITIES:
         return to_value(name, modality, (decode_base64(name, value), None), uploads, max_pixels)
     if isinstance(value, list):
-        arr = as_array(name, value)
+        arr = as_array(name, value, MAX_ELEMENTS.get(modality, MAX_SERIES_ELEMENTS))
         if modality == "image":
             if arr.ndim not in (2, 3):
                 raise RequestError(f"input '{name}': an image array must be (H, W) or (H, W, C), got {arr.shape}")
             if arr.shape[0] * arr.shape[1] > max_pixels:
                 raise PayloadTooLarge(f"input '{name}': image array is over {max_pixels:,} pixels; downscale it")
+            check_pixel_array(f"input '{name}'", arr)
         return arr
     if isinstance(value, dict) and modality == "timeseries":
         return {k: as_array(f"{name}.{k}", v) for k, v in value.items()}

@@ -25,6 +25,7 @@ import torch
 from pydantic import Field
 from scipy.signal import resample_poly
 
+from polymodal.data.arrays import load_npy
 from polymodal.data.modalities import speech_embedding as speech
 from polymodal.data.modalities.base import Transform
 from polymodal.errors import ConfigError, DataError
@@ -287,11 +288,11 @@ class AudioTransform(Transform):
 
     @staticmethod
     def read_npy(path: Path) -> np.ndarray:
-        """A precomputed (T, F) feature array saved with ``numpy.save`` (no pickle)."""
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read feature array {path}: {exc}") from None
+        """A precomputed (T, F) feature array saved with ``numpy.save`` (no pickle), no larger than the longest
+        waveform a file may give (MAX_SECONDS at MAX_SAMPLE_RATE), its header checked before loading."""
+        if not path.is_file():
+            raise DataError(f"feature array not found: {path}")
+        return load_npy(path, f"feature array {path}", MAX_SECONDS * MAX_SAMPLE_RATE, "audio")
 
     @property
     def augments_wave(self) -> bool:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from pydantic import AfterValidator, Field
 
+from polymodal.data.arrays import MAX_IMAGE_ELEMENTS, check_elements, check_finite
 from polymodal.data.modalities.base import Transform, pixel_noise
 from polymodal.data.modalities.image_files import check_colour, flatten, is_svg, parse_colour, rasterise_svg, upright
 from polymodal.errors import ConfigError, DataError
@@ -27,12 +28,13 @@ from polymodal.registry import MODALITIES
 class ImagePreprocessing:
     """Recipe keys under ``preprocessing`` for an image input."""
 
-    size: Annotated[int, Field(ge=4, le=1024)] = 28
+    size: Annotated[int, Field(ge=4, le=1024)] = 28  # past 1024, a batch of 64 RGB floats is over 800 MB
     channels: Literal[1, 3] = 1
     mean: float = 0.5
     std: Annotated[float, Field(gt=0)] = 0.5
-    # Refuse images above this many pixels before decoding them (decompression-bomb guard).
-    max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    # Refuse images above this many pixels before decoding them (decompression-bomb guard). Its ceiling is where
+    # Pillow itself refuses (2 × its MAX_IMAGE_PIXELS): an RGB image that size decodes to 540 MB.
+    max_pixels: Annotated[int, Field(ge=1, le=2 * 89_478_485)] = 40_000_000
     # What transparent pixels (alpha, palette or colour keys, SVG) show: a colour name or #rrggbb.
     background: Annotated[str, AfterValidator(check_colour)] = "white"
     # Training-time augmentation, all off by default.
@@ -46,11 +48,27 @@ class ImagePreprocessing:
 MAX_ASPECT = 100  # resized to a square, a 100:1 image already keeps under 1 % of one side: not a picture
 
 
-def check_aspect(name: str, width: int, height: int) -> None:
+def check_pixel_array(name: str, arr: np.ndarray) -> None:
+    """An image given as an array: at most MAX_IMAGE_ELEMENTS numbers, finite, on the 0-255 scale (what uint8
+    images and the MNIST arrays use; the transform used to clip anything else, so -1 or 300 passed unnoticed)."""
+    check_elements(f"image {name}", arr.shape, MAX_IMAGE_ELEMENTS, "an image array")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"image {name} holds {arr.dtype} values; give numbers 0-255")
+    if arr.dtype == np.uint8 or arr.size == 0:
+        return
+    check_finite(arr, f"image {name}", "give pixel values 0-255")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 255:
+        raise DataError(
+            f"image {name} has pixel values {lo:g}..{hi:g}, outside 0-255; scale it to 0-255 (a 0-1 image: × 255)"
+        )
+
+
+def check_aspect(name: str, width: int, height: int, what: str = "image") -> None:
     """Refuse an image far longer than it is wide (a 1×100000 strip is no picture and squeezes to nothing)."""
     if min(width, height) == 0 or max(width, height) > MAX_ASPECT * min(width, height):
         raise DataError(
-            f"image {name} is {width}×{height} pixels, an aspect ratio over {MAX_ASPECT}:1; crop it to its content"
+            f"{what} {name} is {width}×{height} pixels, an aspect ratio over {MAX_ASPECT}:1; crop it to its content"
         )
 
 
@@ -84,8 +102,11 @@ class ImageTransform(Transform):
 
     def read(self, value: Any) -> Image.Image:
         if isinstance(value, np.ndarray) and value.dtype == object:  # rows of pixels, as a Parquet table gives them
+            width = np.shape(value[0]) if len(value) else ()
+            check_elements("array", (len(value), *width), MAX_IMAGE_ELEMENTS, "an image array")
             value = np.array([np.asarray(row) for row in value])
         if isinstance(value, np.ndarray):
+            check_pixel_array("array", value)
             if value.ndim >= 2:
                 check_aspect("array", value.shape[1], value.shape[0])
             arr = value if value.dtype == np.uint8 else np.clip(value, 0, 255).astype(np.uint8)

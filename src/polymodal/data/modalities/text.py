@@ -32,9 +32,11 @@ class TextPreprocessing:
 
     # minilm: the fixed WordPiece vocabulary of the pretrained MiniLM encoder (no fitting)
     tokenizer: Literal["char", "bpe", "wordpiece", "minilm"] = "wordpiece"
-    vocab_size: Annotated[int, Field(ge=len(SPECIALS) + 1)] = 2000
+    # A 262,144-token vocabulary is a 268M-parameter embedding at width 1024 (4 GB to train with Adam).
+    vocab_size: Annotated[int, Field(ge=len(SPECIALS) + 1, le=262_144)] = 2000
     min_frequency: Annotated[int, Field(ge=1)] = 2
-    max_length: Annotated[int, Field(ge=1)] = 32
+    # Attention is T² per head: 8,192 tokens already make a 256 MB attention map per head per example.
+    max_length: Annotated[int, Field(ge=1, le=8192)] = 32
     lowercase: bool = True
     token_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # training-time: replace tokens by [UNK]
     # Remove the words of every class name (the run's labels) before tokenising, in training and prediction

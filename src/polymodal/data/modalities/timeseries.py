@@ -15,19 +15,26 @@ import pandas as pd
 import torch
 from pydantic import Field
 
+from polymodal.data.arrays import FLOAT32_MAX, MAX_SERIES_ELEMENTS, check_elements, list_shape, load_npy
 from polymodal.data.modalities.base import Transform
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
 TIME_COLUMN = "timestamp"
+# A CSV holding MAX_SERIES_ELEMENTS values needs well under 32 bytes a value (17 digits, sign, exponent, comma);
+# a larger file is refused by its size before pandas parses it.
+MAX_SERIES_CSV_BYTES = 32 * MAX_SERIES_ELEMENTS
+# Sequence keys bound the (max_length, C + 1) tensor each example becomes and the T² attention of ts_transformer:
+# at 65,536 steps one example's attention map is already 16 GB per head.
+MAX_STEPS = 65_536
 
 
 @dataclass
 class TimeSeriesPreprocessing:
     """Recipe keys under ``preprocessing`` for a timeseries input."""
 
-    max_length: Annotated[int, Field(ge=1)] = 128
-    resample_to: Annotated[int, Field(ge=0)] = 0  # 0 keeps each series' own length
+    max_length: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 128
+    resample_to: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0  # 0 keeps each series' own length
     normalize: Literal["channel", "none"] = "channel"
     nan_policy: Literal["raise", "zero", "interpolate"] = "raise"
     clock_hz: Annotated[float, Field(ge=0)] = 0.0  # common clock for timestamped streams; 0 = finest stream's
@@ -35,26 +42,39 @@ class TimeSeriesPreprocessing:
     scale: Annotated[float, Field(ge=0)] = 0.0  # training-time per-channel gain spread
     # Training-time windowing: each epoch sees a random window of this many steps of each series (0 = off);
     # evaluation sees the whole series, which the masked-pooling encoders accept at any length.
-    window: Annotated[int, Field(ge=0)] = 0
+    window: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
 
 
 def read_stream(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(T, C) values, optional (T,) timestamps, and a name for messages."""
     if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
+        # The shape the first step declares, checked before numpy copies every step (Parquet gives object arrays).
+        shape = (
+            list_shape(value)
+            if isinstance(value, (list, tuple))
+            else (len(value), *np.shape(value[0] if len(value) else ()))
+        )
+        check_elements("series cell", shape, MAX_SERIES_ELEMENTS, "a series")
         try:  # steps as numbers or as lists of channel values (how a Parquet table gives them back)
             value = np.array([np.asarray(step, dtype=np.float64) for step in value], dtype=np.float64)
         except (TypeError, ValueError):
             raise DataError("a series cell must be a list of steps, each a number or a list of channels") from None
     if isinstance(value, np.ndarray):
+        check_elements("series array", value.shape, MAX_SERIES_ELEMENTS, "a series")
         arr = value[:, None] if value.ndim == 1 else value
         return arr.astype(np.float64), None, "array"
     path = Path(str(value))
     if not path.is_file():
         raise DataError(f"series file not found: {path}")
+    if path.suffix.lower() == ".npy":
+        arr = load_npy(path, f"series {path}", MAX_SERIES_ELEMENTS, "a series")
+        return (arr[:, None] if arr.ndim == 1 else arr).astype(np.float64), None, str(path)
+    if path.stat().st_size > MAX_SERIES_CSV_BYTES:
+        raise DataError(
+            f"series {path} is {path.stat().st_size:,} bytes, over polymodal's limit of {MAX_SERIES_CSV_BYTES:,} "
+            "for a series CSV; downsample or split it"
+        )
     try:
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            return (arr[:, None] if arr.ndim == 1 else arr).astype(np.float64), None, str(path)
         frame = pd.read_csv(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"cannot read series {path}: {str(exc).splitlines()[0]}") from None
@@ -105,6 +125,12 @@ class TimeSeriesTransform(Transform):
             if end <= start:
                 raise DataError(f"streams {list(read)} do not overlap in time; check their '{TIME_COLUMN}' columns")
             hz = self.clock_hz or max(1.0 / np.median(np.diff(t)) for _, t, _ in read.values())
+            check_elements(
+                f"streams {list(read)} on a {hz:g} Hz clock",
+                (int((end - start) * hz) + 1, 1),
+                MAX_SERIES_ELEMENTS,
+                "a series",
+            )
             clock = np.arange(start, end + 1e-9, 1.0 / hz)
             cols = [np.interp(clock, t, a[:, c]) for a, t, _ in read.values() for c in range(a.shape[1])]
             return np.stack(cols, axis=1)
@@ -119,11 +145,14 @@ class TimeSeriesTransform(Transform):
             arr, _, name = read_stream(cell)
         if arr.ndim != 2 or len(arr) == 0:
             raise DataError(f"series {name} must be a non-empty (time, channels) table, got shape {arr.shape}")
-        bad = ~np.isfinite(arr)
+        bad = ~np.isfinite(arr) | (np.abs(arr) > FLOAT32_MAX)  # 1e308 is finite as float64 but inf as float32
         if bad.any():
             row = int(np.flatnonzero(bad.any(axis=1))[0])
             if self.nan_policy == "raise":
-                raise DataError(f"series {name} has NaN/inf at row {row}; clean it or set nan_policy: zero|interpolate")
+                raise DataError(
+                    f"series {name} has NaN/inf at row {row} (or a number beyond float32's range); clean it or set "
+                    "nan_policy: zero|interpolate"
+                )
             arr = arr.copy()
             if self.nan_policy == "zero":
                 arr[bad] = 0.0

@@ -17,11 +17,19 @@ import torch
 from PIL import Image
 from pydantic import Field
 
+from polymodal.data.modalities.audio import MAX_SECONDS
 from polymodal.data.modalities.base import Transform, pixel_noise
+from polymodal.data.modalities.image import check_aspect
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
 FPS = 10
+# Only the first MAX_FRAMES frames are decoded (about 34 s at 30 fps) and the num_frames samples are spread over
+# them: decoding is the cost (a 1080p frame takes milliseconds), and an hour-long file would take minutes per example.
+MAX_FRAMES = 1024
+# A frame is decoded whole before it is resized, so one 8K frame (7680×4320, 33 MP) is 100 MB as RGB; a stream
+# declaring more pixels per frame (a forged header says 65535×65535) is refused before any decoding.
+MAX_FRAME_PIXELS = 36_000_000
 CANVAS = 32  # moving_digit's frame side
 DIGIT = 16  # ... and the digit's
 
@@ -63,6 +71,7 @@ def write_mp4(path: Path, frames: np.ndarray, wave: np.ndarray, sample_rate: int
 class VideoPreprocessing:
     """Recipe keys under ``preprocessing`` for a video input."""
 
+    # One example is (num_frames, C, size, size) floats: 256 RGB frames at 512² are 800 MB, past any batch.
     num_frames: Annotated[int, Field(ge=1, le=256)] = 8
     size: Annotated[int, Field(ge=4, le=512)] = 32
     channels: Literal[1, 3] = 1
@@ -79,22 +88,36 @@ def open_container(path: Path) -> Any:
         raise DataError(f"cannot open video {path}: {exc}; check it is an MP4/AVI/WebM file") from None
 
 
+def check_frame_size(path: Path, width: int, height: int) -> None:
+    """Refuse frames over MAX_FRAME_PIXELS or of an extreme aspect ratio, from the stream's header."""
+    if width * height > MAX_FRAME_PIXELS:
+        raise DataError(
+            f"video {path} has {width}×{height} frames, over polymodal's limit of {MAX_FRAME_PIXELS:,} pixels a "
+            "frame; downscale it (e.g. ffmpeg -vf scale=1920:-2)"
+        )
+    if width and height:  # 0×0: the container does not say; the decoded frames are checked instead
+        check_aspect(str(path), width, height, what="video")
+
+
 def read_video_audio(path: Path, sample_rate: int) -> np.ndarray:
     """The audio track of a video file as mono float32 at ``sample_rate``."""
     with open_container(path) as container:
         if not container.streams.audio:
             raise DataError(f"video {path} has no audio track; use it as a video input only")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
+        chunks, limit, n = [], MAX_SECONDS * sample_rate, 0  # as for audio files: only the first MAX_SECONDS
         try:
             for frame in container.decode(audio=0):
-                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                new = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                chunks, n = chunks + new, n + sum(map(len, new))
+                if n >= limit:
+                    break
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]  # flush
         except (av.error.FFmpegError, ValueError) as exc:
             raise DataError(f"cannot decode the audio of {path}: {exc}; the file may be truncated") from None
     if not chunks or sum(len(c) for c in chunks) == 0:
         raise DataError(f"video {path} has an empty audio track")
-    return np.concatenate(chunks).astype(np.float32)
+    return np.concatenate(chunks)[:limit].astype(np.float32)
 
 
 @MODALITIES.register("video", VideoPreprocessing)
@@ -104,12 +127,22 @@ class VideoTransform(Transform):
     def __init__(self, num_frames: int, size: int, channels: int, mean: float, std: float) -> None:
         self.num_frames, self.size, self.channels, self.mean, self.std = num_frames, size, channels, mean, std
 
-    def frames(self, path: Path) -> list[Image.Image]:
+    def frames(self, path: Path) -> list[np.ndarray]:
+        """The first MAX_FRAMES frames, each resized to size×size as it is decoded (uint8, (H, W[, C]))."""
+        mode = "L" if self.channels == 1 else "RGB"
         with open_container(path) as container:
             if not container.streams.video:
                 raise DataError(f"{path} has no video stream; use it as an audio input instead")
+            stream = container.streams.video[0]
+            check_frame_size(path, stream.codec_context.width, stream.codec_context.height)  # the declared size
+            frames = []
             try:
-                frames = [f.to_image() for f in container.decode(video=0)]
+                for frame in container.decode(video=0):
+                    check_frame_size(path, frame.width, frame.height)  # a stream may change size mid-way
+                    img = frame.to_image().convert(mode).resize((self.size, self.size), Image.BILINEAR)
+                    frames.append(np.asarray(img))
+                    if len(frames) == MAX_FRAMES:
+                        break
             except (av.error.FFmpegError, ValueError) as exc:
                 raise DataError(f"cannot decode video {path}: {exc}; the file may be truncated") from None
         if not frames:
@@ -134,13 +167,8 @@ class VideoTransform(Transform):
 
     def __call__(self, value: Any) -> torch.Tensor:
         frames = self.frames(Path(value))
-        # Evenly spaced over the whole clip; a clip shorter than num_frames repeats frames.
+        # Evenly spaced over the decoded frames (the whole clip up to MAX_FRAMES); a short clip repeats frames.
         picks = np.linspace(0, len(frames) - 1, self.num_frames).round().astype(int)
-        mode = "L" if self.channels == 1 else "RGB"
-        arrays = [
-            np.asarray(frames[i].convert(mode).resize((self.size, self.size), Image.BILINEAR), np.float32)
-            for i in picks
-        ]
-        x = torch.from_numpy(np.stack(arrays) / 255.0)  # (T, H, W) or (T, H, W, C)
+        x = torch.from_numpy(np.stack([frames[i] for i in picks]).astype(np.float32) / 255.0)  # (T, H, W[, C])
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (T, C, H, W)
         return ((x - self.mean) / self.std).float()
