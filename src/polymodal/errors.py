@@ -46,3 +46,9 @@ def suggest(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
 
 class ExportError(PolymodalError):
     """A run cannot be exported or compressed as asked (unsupported model, bad option, missing package)."""
+
+
+class ExportRefusal(ExportError):
+    """The run's kind has nothing to export (a language model's decode loop, a GAN): the run is the problem."""
+
+    exit_code = 4

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from polymodal.data.dataset import collate
-from polymodal.errors import ExportError
+from polymodal.errors import ExportError, ExportRefusal
 from polymodal.export.graph import GraphModel
 from polymodal.export.measure import latency_ms, outputs, positional, sizes
 from polymodal.export.onnx import PRESENT, OnnxModel, export_onnx, require
@@ -69,7 +69,7 @@ def default_name(quantize: str | None, prune: float | None) -> str:
 def load_exportable(run: Path) -> RunPredictor:
     """The run's predictor, or a one-line reason why its model cannot be one ONNX graph."""
     rundir = RunDir(run)
-    require_verb(rundir, "export", ExportError)  # a language model's or GAN's refusal: what export is for
+    require_verb(rundir, "export", ExportRefusal)  # a language model's or GAN's refusal: what export is for
     predictor = RunPredictor(rundir)
     if hasattr(predictor.model.head, "reduce"):
         raise ExportError(
