@@ -106,6 +106,10 @@ class TrainerConfig:
     min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     grad_clip: NonNegFloat = 1.0
     precision: Literal["fp32", "bf16"] = "fp32"
+    # Where training runs: auto (a CUDA GPU when this machine has one, else Apple's MPS, else the CPU), cpu,
+    # cuda, cuda:N or mps. Under torchrun each process takes its local GPU (NCCL), or the CPU (gloo) with cpu.
+    # Supervised, pretraining and language-model runs use it; GAN and federated runs train on the CPU.
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")] = "auto"
     monitor: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
     patience: NonNegInt = 0
     checkpoint_every: NonNegInt = 100

@@ -100,6 +100,7 @@ class RunKind:
         recipe: The kind's recipe dataclass (registered as its config).
         verbs: Commands besides ``train`` that apply to its runs (from :data:`VERBS`).
         distributed: Trains under torchrun (DDP).
+        on_device: Trains on ``trainer.device`` (else always on the CPU).
         paths: Recipe keys (dotted) that hold file paths, read from the recipe's folder when relative.
         split: What the final metrics are measured on.
     """
@@ -109,6 +110,7 @@ class RunKind:
     recipe: ClassVar[type]
     verbs: ClassVar[frozenset[str]] = frozenset({"evaluate", "report"})
     distributed: ClassVar[bool] = False
+    on_device: ClassVar[bool] = False
     why_not: ClassVar[dict[str, str]] = {}  # verb -> why it cannot apply to this kind (said in its refusal)
     paths: ClassVar[tuple[str, ...]] = ("data.table",)
     split: ClassVar[str] = "test"
@@ -356,7 +358,7 @@ def train(
     kind = for_recipe(recipe)
     if distributed.world_size() > 1 and not kind.distributed:  # before joining the group: refuse, do not hang
         raise ConfigError(f"kind: {kind.name} runs do not train under torchrun yet; train them in one process")
-    dist = distributed.from_env()
+    dist = distributed.from_env(recipe.trainer.device if kind.on_device else "cpu")
     run = RunDir(run_dir if run_dir is not None else new_run_dir(recipe.name, dist))
     if not resume and run.is_trained():
         raise CheckpointError(f"{run.path} already holds a trained run; choose another --run-dir or pass --resume")

@@ -34,6 +34,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from polymodal.errors import ConfigError
+
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The single-process training order of epoch ``epoch``: a function of seed and epoch only, so a resumed
@@ -57,6 +59,7 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     backend: str = ""
+    device_name: str = ""  # a single process's device (resolve_device); empty: the CPU
 
     @property
     def enabled(self) -> bool:
@@ -68,8 +71,11 @@ class Dist:
 
     @property
     def device(self) -> torch.device:
-        """Where the model and batches live: this process's GPU with NCCL, else the CPU."""
-        return torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+        """Where the model and batches live: this process's GPU with NCCL, the device a single process was
+        given (``trainer.device``), else the CPU."""
+        if self.backend == "nccl":
+            return torch.device("cuda", self.local_rank)
+        return torch.device(self.device_name or "cpu")
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The module the training forward goes through: ``model`` itself, or DDP around it (which broadcasts
@@ -77,9 +83,9 @@ class Dist:
         gradient in every step (``find_unused_parameters`` is off: it costs a graph traversal per step); every
         registered component does — tests/test_contracts.py checks it — and a missing input's encoder still
         runs (its output is zeroed), so it does too."""
+        model.to(self.device)  # a no-op on the CPU
         if not self.enabled:
             return model
-        model.to(self.device)
         ids = [self.local_rank] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
@@ -159,9 +165,34 @@ class Dist:
         return box[0]
 
 
-def backend() -> str:
-    """NCCL when this machine has CUDA, else gloo."""
-    return "nccl" if torch.cuda.is_available() else "gloo"
+def backend(device: str = "auto") -> str:
+    """NCCL when this machine has CUDA (and the recipe does not ask for the CPU), else gloo."""
+    return "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+
+
+def resolve_device(setting: str) -> str:
+    """A single process's device for ``trainer.device``; one ConfigError line when the machine lacks it."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if setting.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.device: {setting}, but this machine has no CUDA device (torch.cuda.is_available() is "
+                "False: no GPU, or a CPU-only torch); use device: auto or cpu"
+            )
+        index = int(setting.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"trainer.device: {setting}, but this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
+    if setting == "mps" and not has_mps:
+        raise ConfigError(
+            "trainer.device: mps, but MPS is not available here (it needs Apple silicon); use auto or cpu"
+        )
+    return setting
 
 
 def world_size() -> int:
@@ -169,15 +200,16 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def from_env() -> Dist:
+def from_env(device: str = "auto") -> Dist:
     """This process's :class:`Dist`, joining the process group ``torchrun`` describes in the environment
-    (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``Dist()`` when it does not."""
+    (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); a single process on
+    ``resolve_device(device)`` when it does not."""
     world = world_size()
     if world <= 1:
-        return Dist()
+        return Dist(device_name=resolve_device(device))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        name = backend()
+        name = backend(device)
         if name == "nccl":
             torch.cuda.set_device(local_rank)
         rank, attempt = int(os.environ["RANK"]), int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))

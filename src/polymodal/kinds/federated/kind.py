@@ -29,6 +29,7 @@ class FederatedKind(SupervisedKind):
     title = "federated"
     recipe = FederatedRecipe
     distributed = False
+    on_device = False  # clients train in turn on the CPU
 
     def parse(self, raw: dict[str, Any], source: str) -> FederatedRecipe:
         return parse_federated_recipe(raw, source)

@@ -38,6 +38,7 @@ class LMKind(RunKind):
     recipe = LMRecipe
     verbs = frozenset({"evaluate", "report", "generate", "serve"})
     distributed = True
+    on_device = True
     why_not = {"export": "a language model writes text token by token in a decode loop, which export does not cover"}
     paths = ("data.corpus", "init_from")
     split = "val"

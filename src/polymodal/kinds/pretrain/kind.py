@@ -51,6 +51,7 @@ class PretrainKind(RunKind):
     title = "pretraining"
     recipe = PretrainRecipe
     verbs = frozenset({"evaluate", "report"})
+    on_device = True
 
     def parse(self, raw: dict[str, Any], source: str) -> PretrainRecipe:
         return parse_pretrain_recipe(raw, source)

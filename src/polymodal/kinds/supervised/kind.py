@@ -87,6 +87,7 @@ class SupervisedKind(RunKind):
     recipe = Recipe
     verbs = frozenset({"evaluate", "report", "predict", "export", "serve"})
     distributed = True
+    on_device = True
     paths = ("data.table", "data.disk_cache_dir", "init_from", "init_from.run")
 
     def parse(self, raw: dict[str, Any], source: str) -> Recipe:
