@@ -27,8 +27,8 @@ from polymodal.registry import DATASETS
 RESTATE = {"fsdd": ("word",)}  # per dataset: columns that are the label in other words
 
 
-def table(name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(train rows, test rows, label) of a built-in dataset, with file paths made absolute."""
+def table(name: str) -> tuple[pd.DataFrame, pd.DataFrame, str, str | None]:
+    """(train rows, test rows, label, group column or None) of a built-in dataset, file paths made absolute."""
     entry = DATASETS.get(name)
     t = entry.factory(**dataclasses.asdict(entry.config())).load()
     frame = t.frame.copy()
@@ -45,10 +45,12 @@ def table(name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
         test = frame[t.group].isin(held).to_numpy()
     else:
         test = np.random.default_rng(0).random(len(frame)) < 0.2
-    # Left out: grouping and bookkeeping columns, and columns that restate the label (fsdd's `word` is the digit).
-    drop = {"drawing", "speaker", "index", "title", "description", *RESTATE.get(name, ())}
+    # Left out: bookkeeping columns, and columns that restate the label (fsdd's `word` is the digit). The group
+    # column stays, as the Predictor's group_column (its validation rows then share no drawing with training).
+    drop = {"speaker", "index", "title", "description", *RESTATE.get(name, ())} - {t.group}
     keep = [c for c in frame.columns if c not in drop]
-    return frame[~test][keep].reset_index(drop=True), frame[test][keep].reset_index(drop=True), t.label
+    train, held = frame[~test][keep].reset_index(drop=True), frame[test][keep].reset_index(drop=True)
+    return train, held, t.label, t.group
 
 
 def main() -> None:
@@ -63,15 +65,16 @@ def main() -> None:
     args = ap.parse_args()
     print("| dataset | preset | inputs | test accuracy | train s |\n|---|---|---|---|---|", flush=True)
     for name in args.datasets.split(","):
-        train, test, label = table(name)
-        columns = [c for c in train.columns if c != label]
+        train, test, label, group = table(name)
+        columns = [c for c in train.columns if c not in (label, group)]
         for preset in args.presets.split(","):
             alone = columns if args.single == "all" else [c for c in args.single.split(",") if c]
             for keep in [columns, *([[c] for c in alone] if len(columns) > 1 else [])]:
                 tag = f"{name}-{preset}" + ("" if keep == columns else f"-{keep[0]}")
                 t0 = time.perf_counter()
-                p = polymodal.Predictor(label=label, presets=preset, path=args.out / tag)
-                p.fit(train[[*keep, label]], overrides=("trainer.threads=1", f"seed={args.seed}"))
+                p = polymodal.Predictor(label=label, presets=preset, path=args.out / tag, group_column=group)
+                rows = train[[*keep, label, *([group] if group else [])]]
+                p.fit(rows, overrides=("trainer.threads=1", f"seed={args.seed}"))
                 accuracy = float((p.predict(test) == test[label].astype(str).to_numpy()).mean())
                 inputs = ", ".join(f"{k}: {v}" for k, v in p.fit_summary()["inputs"].items())
                 seconds = time.perf_counter() - t0

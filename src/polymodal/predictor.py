@@ -27,7 +27,7 @@ import pandas as pd
 from polymodal import api
 from polymodal.data.infer import infer_types, problem_type
 from polymodal.data.table import Table, assign_splits, read_table
-from polymodal.errors import CheckpointError, DataError
+from polymodal.errors import CheckpointError, DataError, suggest
 from polymodal.kinds.supervised.auto import recipe_for_table
 from polymodal.runs import RunDir
 
@@ -87,6 +87,8 @@ class Predictor:
         path: The run directory (default ``runs/<label>-<timestamp>``).
         column_types: Overrides of the inferred types, ``{column: image|audio|video|series|text|categorical|
             numeric|ignore}``.
+        group_column: Rows with the same value here (the same drawing, speaker or patient) go to the same
+            split, so validation and the held-out rows never share one with training; not used as a feature.
     """
 
     def __init__(
@@ -96,10 +98,12 @@ class Predictor:
         presets: str = "medium",
         path: str | Path | None = None,
         column_types: Mapping[str, str] | None = None,
+        group_column: str | None = None,
     ) -> None:
         self.label, self.problem_type, self.presets = label, problem_type, presets
         self.path = Path(path) if path is not None else None
-        self.column_types = dict(column_types or {})
+        self.column_types = {**(column_types or {}), **({group_column: "ignore"} if group_column else {})}
+        self.group_column = group_column
         self.result: api.RunResult | None = None
         self._model: Any = None
 
@@ -132,6 +136,8 @@ class Predictor:
                 f"the data has no label column '{self.label}' (columns: {', '.join(map(str, frame.columns))})"
             )
         problem = self.problem_type or problem_type(frame[self.label])
+        if self.group_column is not None and self.group_column not in frame.columns:
+            raise DataError(f"the data has no group column '{self.group_column}'{suggest(self.group_column, frame)}")
         types = infer_types(frame, self.label, base, self.column_types)
         frame = absolute(frame, types, base)
         if tuning_data is not None:
@@ -151,6 +157,8 @@ class Predictor:
         raw = recipe_for_table(table, frame, self.label, self.presets, problem, typed, name=run.name)
         if SPLIT in frame:
             raw["data"]["split_column"] = SPLIT
+        if self.group_column is not None:
+            raw["data"]["group_column"] = self.group_column
         if time_limit:
             raw["trainer"]["time_limit"] = float(time_limit)
         recipe = api.load_recipe(raw, overrides)
