@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from polymodal.data.modalities.base import NPY_ERRORS
 from polymodal.errors import DataError
 from polymodal.serve.limits import PayloadTooLarge, RequestError
 
@@ -124,8 +125,8 @@ def open_image(name: str, data: bytes, max_pixels: int) -> Image.Image:
 def load_npy(name: str, data: bytes) -> np.ndarray:
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"input '{name}': cannot read the uploaded .npy array ({exc})") from None
+    except NPY_ERRORS as exc:
+        raise DataError(f"input '{name}': cannot read the uploaded .npy array ({' '.join(str(exc).split())})") from None
 
 
 def decode_base64(name: str, text: str) -> bytes:

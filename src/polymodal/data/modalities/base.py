@@ -20,11 +20,39 @@ A transform turns one table cell into one example tensor. Its parts:
 from __future__ import annotations
 
 import json
+import tokenize
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from polymodal.errors import DataError
+
+# What np.load raises on a damaged or cut .npy file: numpy parses the header with tokenize and ast.
+NPY_ERRORS = (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError)
+
+
+def file_cell(value: Any, what: str) -> Path:
+    """A cell that names a file, as an existing file's path; anything else is one DataError line."""
+    if not isinstance(value, (str, Path)):
+        raise DataError(f"a {what} cell must be a file path, got {type(value).__name__}; fix the table's {what} column")
+    try:
+        if Path(value).is_file():
+            return Path(value)
+    except (OSError, ValueError):  # a NUL byte, a name longer than the file system allows
+        raise DataError(f"{what} file name {str(value)[:80]!r} is not a usable path; fix the table's cell") from None
+    raise DataError(f"{what} file not found: {value}")
+
+
+def number_array(value: np.ndarray, what: str, dtype: type = np.float32) -> np.ndarray:
+    """``value`` as ``dtype``; strings, complex numbers, records or objects that are not numbers are one DataError."""
+    if value.dtype.kind not in "biufO":
+        raise DataError(f"{what} array has dtype {value.dtype}; give real numbers")
+    try:
+        return np.ascontiguousarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} array holds values that are not numbers (or rows of unequal length)") from None
 
 
 def pixel_noise(x: torch.Tensor, mean: float, std: float, level: float, rng: np.random.Generator) -> torch.Tensor:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from pydantic import Field
 
-from polymodal.data.modalities.base import Transform
+from polymodal.data.modalities.base import NPY_ERRORS, Transform, file_cell, number_array
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
@@ -47,16 +47,14 @@ def read_stream(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
             raise DataError("a series cell must be a list of steps, each a number or a list of channels") from None
     if isinstance(value, np.ndarray):
         arr = value[:, None] if value.ndim == 1 else value
-        return arr.astype(np.float64), None, "array"
-    path = Path(str(value))
-    if not path.is_file():
-        raise DataError(f"series file not found: {path}")
+        return number_array(arr, "series", np.float64), None, "array"
+    path = file_cell(value if isinstance(value, Path) else str(value), "series")
     try:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
-            return (arr[:, None] if arr.ndim == 1 else arr).astype(np.float64), None, str(path)
+            return number_array(arr[:, None] if arr.ndim == 1 else arr, f"series {path}", np.float64), None, str(path)
         frame = pd.read_csv(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+    except (*NPY_ERRORS, pd.errors.ParserError) as exc:
         raise DataError(f"cannot read series {path}: {str(exc).splitlines()[0]}") from None
     times = frame.pop(TIME_COLUMN).to_numpy(np.float64) if TIME_COLUMN in frame else None
     try:
@@ -98,6 +96,8 @@ class TimeSeriesTransform(Transform):
 
     def align(self, streams: dict[str, Any]) -> np.ndarray:
         """Put several streams on one clock: interpolate timestamped ones, else stretch to a common length."""
+        if not streams:
+            raise DataError("a series cell of streams is empty; give at least one {stream: series}")
         read = {k: read_stream(v) for k, v in sorted(streams.items())}
         if all(t is not None for _, t, _ in read.values()):
             start = max(t[0] for _, t, _ in read.values())
@@ -117,7 +117,7 @@ class TimeSeriesTransform(Transform):
             arr, name = self.align(cell), "streams " + ",".join(sorted(cell))
         else:
             arr, _, name = read_stream(cell)
-        if arr.ndim != 2 or len(arr) == 0:
+        if arr.ndim != 2 or 0 in arr.shape:
             raise DataError(f"series {name} must be a non-empty (time, channels) table, got shape {arr.shape}")
         bad = ~np.isfinite(arr)
         if bad.any():

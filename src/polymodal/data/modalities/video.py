@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from pydantic import Field
 
-from polymodal.data.modalities.base import Transform, pixel_noise
+from polymodal.data.modalities.base import Transform, file_cell, pixel_noise
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
@@ -71,8 +71,7 @@ class VideoPreprocessing:
 
 
 def open_container(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(f"video file not found: {path}")
+    path = file_cell(path, "video")
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -133,7 +132,7 @@ class VideoTransform(Transform):
         return pixel_noise(x, self.mean, self.std, level, rng)
 
     def __call__(self, value: Any) -> torch.Tensor:
-        frames = self.frames(Path(value))
+        frames = self.frames(file_cell(value, "video"))
         # Evenly spaced over the whole clip; a clip shorter than num_frames repeats frames.
         picks = np.linspace(0, len(frames) - 1, self.num_frames).round().astype(int)
         mode = "L" if self.channels == 1 else "RGB"
