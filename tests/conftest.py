@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import settings
 from PIL import Image
 
 from polymodal import api
+
+# Hypothesis (the fuzz tests, tests/test_fuzz_*.py): "ci" is the default, derandomised so CI draws the same
+# examples every run, and without an example database so nothing is written into the repo; "campaign" draws new
+# examples each run (HYPOTHESIS_PROFILE=campaign, or the tests marked slow, which also ask for many more).
+settings.register_profile("ci", derandomize=True, database=None, deadline=2000, print_blob=True)
+settings.register_profile("campaign", derandomize=False, database=None, deadline=2000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 CLASSES = 3
 PER_CLASS = 40

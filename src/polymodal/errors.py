@@ -38,6 +38,13 @@ class DiskFull(CheckpointError):
     """The file system refused a write for lack of space (or a file-size limit); what was written before stays."""
 
 
+def printable(text: object) -> str:
+    """``text`` with newlines and other control characters escaped as Python writes them, so a message that quotes
+    user input (a recipe key, an override) stays one line."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def suggest(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
     """Return ``" — did you mean 'x'?"`` for the closest choice (similarity at least ``cutoff``), or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)

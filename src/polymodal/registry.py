@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from polymodal.errors import ConfigError, suggest
+from polymodal.errors import ConfigError, printable, suggest
 from polymodal.schema import parse_dataclass
 
 T = TypeVar("T")
@@ -99,7 +99,9 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             close = suggest(str(name), self._entries)
-            raise ConfigError(f"unknown {self.kind} '{name}'{close} (available: {', '.join(self.names())})") from None
+            raise ConfigError(
+                f"unknown {self.kind} '{printable(name)}'{close} (available: {', '.join(self.names())})"
+            ) from None
 
     def build(self, name: str, params: Any = None, /, **context: Any) -> T:
         """Build ``name`` from a config dataclass instance (or a mapping) plus model context."""

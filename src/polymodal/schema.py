@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
-from polymodal.errors import ConfigError, suggest
+from polymodal.errors import ConfigError, printable, suggest
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -95,7 +95,7 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
     for key in data:
         if key not in fields:
             raise ConfigError(
-                f"{where}: unknown key '{key}'{suggest(str(key), fields)} (valid keys: {', '.join(fields)})"
+                f"{where}: unknown key '{printable(key)}'{suggest(str(key), fields)} (valid keys: {', '.join(fields)})"
             )
     hints = typing.get_type_hints(cls, include_extras=True)
     kwargs: dict[str, Any] = {}
@@ -122,14 +122,15 @@ def _value(tp: Any, value: Any, where: str) -> Any:
 def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
     """Apply ``key.sub=value`` overrides (value parsed as YAML); ``inputs.<name>.`` selects an input."""
     for item in overrides:
+        shown = printable(item)  # a value with a newline in it still makes a one-line message
         if "=" not in item:
-            raise ConfigError(f"override '{item}': write it as key.path=value, e.g. trainer.epochs=3")
+            raise ConfigError(f"override '{shown}': write it as key.path=value, e.g. trainer.epochs=3")
         path, text = item.split("=", 1)
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': the value is not plain YAML ({exc.__class__.__name__})") from None
-        check_size(value, f"override '{item}'")
+            raise ConfigError(f"override '{shown}': the value is not plain YAML ({exc.__class__.__name__})") from None
+        check_size(value, f"override '{shown}'")
         keys = path.strip().split(".")
         node: Any = raw
         for depth, key in enumerate(keys[:-1]):
@@ -137,7 +138,7 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
                 match = [x for x in node if isinstance(x, dict) and x.get("name") == key]
                 if not match:
                     names = [x.get("name") for x in node if isinstance(x, dict)]
-                    raise ConfigError(f"override '{item}': no entry named '{key}' (have: {names})")
+                    raise ConfigError(f"override '{shown}': no entry named '{printable(key)}' (have: {names})")
                 node = match[0]
             elif isinstance(node, dict):
                 nxt = node.get(key)
@@ -145,9 +146,9 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
                     nxt = node[key] = {"name": nxt}
                 node = node.setdefault(key, {}) if nxt is None else nxt
             else:
-                raise ConfigError(f"override '{item}': '{'.'.join(keys[:depth])}' is a value, not a section")
+                raise ConfigError(f"override '{shown}': '{'.'.join(keys[:depth])}' is a value, not a section")
         if not isinstance(node, dict):
-            raise ConfigError(f"override '{item}': '{'.'.join(keys[:-1])}' is a value, not a section")
+            raise ConfigError(f"override '{shown}': '{'.'.join(keys[:-1])}' is a value, not a section")
         node[keys[-1]] = value
     return raw
 
@@ -183,9 +184,11 @@ def read_recipe_yaml(path: str | Path) -> tuple[dict, str]:
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" at line {line + 1}" if line is not None else ""
-        # safe_load builds no objects: a !!python tag is refused here, and the fix is to drop it.
+        # safe_load builds no objects: a !!python tag is refused here, and the fix is to drop it. A ReaderError
+        # (a control character) has no problem_mark and a two-line str(): keep the message one line.
         fix = "; recipes take plain values only (no !!python tags)" if "constructor" in str(exc) else ""
-        raise ConfigError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', exc)}{fix}") from None
+        detail = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{p}: not valid YAML{at}: {detail}{fix}") from None
     check_size(raw, str(p))
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: a recipe must be a YAML mapping with keys like name, data, inputs, trainer")

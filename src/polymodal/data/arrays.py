@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import tokenize
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,6 +23,8 @@ MAX_IMAGE_ELEMENTS = 4096 * 4096
 # A series of 4.2M values (an hour of 3-axis 400 Hz sensor data) is 34 MB as float64, and interpolation or
 # alignment makes a few copies; the longest shipped series (FSDD MFCCs) has under 2,000 values.
 MAX_SERIES_ELEMENTS = 1 << 22
+# What numpy raises on a damaged .npy (a truncated body, a mangled header dict; found by the fuzz tests).
+NPY_ERRORS = (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError)
 # float32 is what every tensor ends up as: beyond it a value becomes inf after the cast.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -34,8 +37,9 @@ def npy_header(f: BinaryIO, name: str) -> tuple[tuple[int, ...], np.dtype]:
             raise ValueError(f"format version {version[0]}.{version[1]}")
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read(f)
-    except (ValueError, OSError, SyntaxError) as exc:
-        raise DataError(f"{name} is not a readable .npy array ({exc}); save it with numpy.save") from None
+    except NPY_ERRORS as exc:
+        detail = " ".join(str(exc).split())
+        raise DataError(f"{name} is not a readable .npy array ({detail}); save it with numpy.save") from None
     return tuple(shape), dtype
 
 
@@ -59,8 +63,9 @@ def load_npy(source: Path | bytes, name: str, limit: int, kind: str) -> np.ndarr
         f.seek(0)
         try:
             return np.load(f, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"cannot read array {name}: {exc}; it may be truncated, save it again") from None
+        except NPY_ERRORS as exc:
+            detail = " ".join(str(exc).split())
+            raise DataError(f"cannot read array {name}: {detail}; it may be truncated, save it again") from None
 
 
 def list_shape(value: Any) -> tuple[int, ...]:

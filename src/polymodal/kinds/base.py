@@ -131,8 +131,17 @@ class RunKind:
             node: Any = raw
             for key in parents:
                 node = node.get(key) if isinstance(node, dict) else None
-            if isinstance(node, dict) and isinstance(node.get(last), str) and self.is_path(dotted, node[last], base):
-                node[last] = resolve_path(node[last], base)
+            value = node.get(last) if isinstance(node, dict) else None
+            if not isinstance(value, str):
+                continue
+            try:
+                if self.is_path(dotted, value, base):
+                    node[last] = resolve_path(value, base)
+            except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ConfigError(
+                    f"{dotted}: {value[:80]!r} is not a usable path ({reason}); give a file's path"
+                ) from None
         return raw
 
     def is_path(self, key: str, value: str, base: Path | None) -> bool:

@@ -27,7 +27,7 @@ from scipy.signal import resample_poly
 
 from polymodal.data.arrays import load_npy
 from polymodal.data.modalities import speech_embedding as speech
-from polymodal.data.modalities.base import Transform
+from polymodal.data.modalities.base import Transform, file_cell, number_array
 from polymodal.errors import ConfigError, DataError
 from polymodal.registry import MODALITIES
 
@@ -143,8 +143,7 @@ def wav_data_shortfall(path: Path) -> tuple[int, int] | None:
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Decode to mono float32 at ``sample_rate`` (a video file's audio track via PyAV); every failure is a
     one-line DataError."""
-    if not path.is_file():
-        raise DataError(f"audio file not found: {path}")
+    path = file_cell(path, "audio")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         from polymodal.data.modalities.video import read_video_audio
 
@@ -245,15 +244,15 @@ class AudioTransform(Transform):
 
     def __call__(self, value: Any) -> torch.Tensor:
         if isinstance(value, np.ndarray) and value.ndim == 1:
-            feats = self.features_from_wave(self.trim(np.ascontiguousarray(value, dtype=np.float32)))
+            feats = self.features_from_wave(self.trim(number_array(value, "audio")))
         elif isinstance(value, np.ndarray):
-            if value.ndim != 2:
+            if value.ndim != 2 or 0 in value.shape:
                 raise DataError(f"audio array must be a waveform (samples,) or features (frames, F), got {value.shape}")
-            feats = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).T  # (F, T)
+            feats = torch.from_numpy(number_array(value, "audio")).T  # (F, T)
         elif str(value).lower().endswith(".npy"):
-            return self(self.read_npy(Path(value)))
+            return self(self.read_npy(file_cell(value, "audio")))
         else:
-            feats = self.features_from_wave(self.trim(read_audio(Path(value), self.sample_rate)))
+            feats = self.features_from_wave(self.trim(read_audio(file_cell(value, "audio"), self.sample_rate)))
         return self.fixed_length(feats, value)
 
     def fixed_length(self, feats: torch.Tensor, value: Any) -> torch.Tensor:

@@ -26,6 +26,31 @@ from typing import Any
 import numpy as np
 import torch
 
+from polymodal.data.arrays import NPY_ERRORS  # noqa: F401  re-exported: what numpy raises on a damaged .npy
+from polymodal.errors import DataError
+
+
+def file_cell(value: Any, what: str) -> Path:
+    """A cell that names a file, as an existing file's path; anything else is one DataError line."""
+    if not isinstance(value, (str, Path)):
+        raise DataError(f"a {what} cell must be a file path, got {type(value).__name__}; fix the table's {what} column")
+    try:
+        if Path(value).is_file():
+            return Path(value)
+    except (OSError, ValueError):  # a NUL byte, a name longer than the file system allows
+        raise DataError(f"{what} file name {str(value)[:80]!r} is not a usable path; fix the table's cell") from None
+    raise DataError(f"{what} file not found: {value}")
+
+
+def number_array(value: np.ndarray, what: str, dtype: type = np.float32) -> np.ndarray:
+    """``value`` as ``dtype``; strings, complex numbers, records or objects that are not numbers are one DataError."""
+    if value.dtype.kind not in "biufO":
+        raise DataError(f"{what} array has dtype {value.dtype}; give real numbers")
+    try:
+        return np.ascontiguousarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} array holds values that are not numbers (or rows of unequal length)") from None
+
 
 def pixel_noise(x: torch.Tensor, mean: float, std: float, level: float, rng: np.random.Generator) -> torch.Tensor:
     """Gaussian noise of standard deviation ``level`` on the [0, 1] intensity scale of a normalised image

@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import AfterValidator, Field
 
 from polymodal.data.arrays import MAX_IMAGE_ELEMENTS, check_elements, check_finite
-from polymodal.data.modalities.base import Transform, pixel_noise
+from polymodal.data.modalities.base import Transform, file_cell, number_array, pixel_noise
 from polymodal.data.modalities.image_files import check_colour, flatten, is_svg, parse_colour, rasterise_svg, upright
 from polymodal.errors import ConfigError, DataError
 from polymodal.registry import MODALITIES
@@ -72,6 +72,27 @@ def check_aspect(name: str, width: int, height: int, what: str = "image") -> Non
         )
 
 
+def image_array(value: np.ndarray) -> np.ndarray:
+    """A cell's pixel array as uint8 (H, W) or (H, W, 3|4) that Pillow takes: at most MAX_IMAGE_ELEMENTS numbers,
+    finite and 0-255 (check_pixel_array); other shapes and non-numbers are one DataError line."""
+    if value.dtype == object:  # rows of pixels, as a Parquet table gives them
+        width = np.shape(value[0]) if len(value) else ()
+        check_elements("array", (len(value), *width), MAX_IMAGE_ELEMENTS, "an image array")
+        try:
+            value = np.array([np.asarray(row) for row in value])
+        except (TypeError, ValueError):
+            raise DataError("image array rows have unequal lengths; give an (H, W) or (H, W, C) array") from None
+    if value.ndim == 3 and value.shape[2] == 1:
+        value = value[:, :, 0]
+    if not (value.ndim == 2 or (value.ndim == 3 and value.shape[2] in (3, 4))):
+        raise DataError(f"image array has shape {value.shape}; give (H, W) or (H, W, C) with C 1, 3 or 4")
+    check_pixel_array("array", value)
+    check_aspect("array", value.shape[1], value.shape[0])
+    if value.dtype == np.uint8:
+        return value
+    return np.clip(number_array(value, "image"), 0, 255).astype(np.uint8)
+
+
 @MODALITIES.register("image", ImagePreprocessing)
 class ImageTransform(Transform):
     """Decode a path or take a uint8 array, resize to size×size, return a (C, H, W) float tensor."""
@@ -101,21 +122,11 @@ class ImageTransform(Transform):
         self.brightness, self.contrast = brightness, contrast
 
     def read(self, value: Any) -> Image.Image:
-        if isinstance(value, np.ndarray) and value.dtype == object:  # rows of pixels, as a Parquet table gives them
-            width = np.shape(value[0]) if len(value) else ()
-            check_elements("array", (len(value), *width), MAX_IMAGE_ELEMENTS, "an image array")
-            value = np.array([np.asarray(row) for row in value])
         if isinstance(value, np.ndarray):
-            check_pixel_array("array", value)
-            if value.ndim >= 2:
-                check_aspect("array", value.shape[1], value.shape[0])
-            arr = value if value.dtype == np.uint8 else np.clip(value, 0, 255).astype(np.uint8)
-            return Image.fromarray(arr)
+            return Image.fromarray(image_array(value))
         if isinstance(value, Image.Image):
             return upright(value)
-        path = Path(value)
-        if not path.is_file():
-            raise DataError(f"image file not found: {path}")
+        path = file_cell(value, "image")
         if is_svg(path):
             return rasterise_svg(path, self.size, self.max_pixels)
         try:

@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 from pydantic import Field
 
-from polymodal.data.arrays import FLOAT32_MAX, MAX_SERIES_ELEMENTS, check_elements, list_shape, load_npy
-from polymodal.data.modalities.base import Transform
+from polymodal.data.arrays import FLOAT32_MAX, MAX_SERIES_ELEMENTS, NPY_ERRORS, check_elements, list_shape, load_npy
+from polymodal.data.modalities.base import Transform, file_cell, number_array
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
 
@@ -62,13 +62,11 @@ def read_stream(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
     if isinstance(value, np.ndarray):
         check_elements("series array", value.shape, MAX_SERIES_ELEMENTS, "a series")
         arr = value[:, None] if value.ndim == 1 else value
-        return arr.astype(np.float64), None, "array"
-    path = Path(str(value))
-    if not path.is_file():
-        raise DataError(f"series file not found: {path}")
+        return number_array(arr, "series", np.float64), None, "array"
+    path = file_cell(value if isinstance(value, Path) else str(value), "series")
     if path.suffix.lower() == ".npy":
         arr = load_npy(path, f"series {path}", MAX_SERIES_ELEMENTS, "a series")
-        return (arr[:, None] if arr.ndim == 1 else arr).astype(np.float64), None, str(path)
+        return number_array(arr[:, None] if arr.ndim == 1 else arr, f"series {path}", np.float64), None, str(path)
     if path.stat().st_size > MAX_SERIES_CSV_BYTES:
         raise DataError(
             f"series {path} is {path.stat().st_size:,} bytes, over polymodal's limit of {MAX_SERIES_CSV_BYTES:,} "
@@ -76,7 +74,7 @@ def read_stream(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
         )
     try:
         frame = pd.read_csv(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+    except (*NPY_ERRORS, pd.errors.ParserError) as exc:
         raise DataError(f"cannot read series {path}: {str(exc).splitlines()[0]}") from None
     times = frame.pop(TIME_COLUMN).to_numpy(np.float64) if TIME_COLUMN in frame else None
     try:
@@ -118,6 +116,8 @@ class TimeSeriesTransform(Transform):
 
     def align(self, streams: dict[str, Any]) -> np.ndarray:
         """Put several streams on one clock: interpolate timestamped ones, else stretch to a common length."""
+        if not streams:
+            raise DataError("a series cell of streams is empty; give at least one {stream: series}")
         read = {k: read_stream(v) for k, v in sorted(streams.items())}
         if all(t is not None for _, t, _ in read.values()):
             start = max(t[0] for _, t, _ in read.values())
@@ -143,7 +143,7 @@ class TimeSeriesTransform(Transform):
             arr, name = self.align(cell), "streams " + ",".join(sorted(cell))
         else:
             arr, _, name = read_stream(cell)
-        if arr.ndim != 2 or len(arr) == 0:
+        if arr.ndim != 2 or 0 in arr.shape:
             raise DataError(f"series {name} must be a non-empty (time, channels) table, got shape {arr.shape}")
         bad = ~np.isfinite(arr) | (np.abs(arr) > FLOAT32_MAX)  # 1e308 is finite as float64 but inf as float32
         if bad.any():

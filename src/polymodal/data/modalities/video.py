@@ -18,7 +18,7 @@ from PIL import Image
 from pydantic import Field
 
 from polymodal.data.modalities.audio import MAX_SECONDS
-from polymodal.data.modalities.base import Transform, pixel_noise
+from polymodal.data.modalities.base import Transform, file_cell, pixel_noise
 from polymodal.data.modalities.image import check_aspect
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
@@ -80,8 +80,7 @@ class VideoPreprocessing:
 
 
 def open_container(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(f"video file not found: {path}")
+    path = file_cell(path, "video")
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -166,7 +165,7 @@ class VideoTransform(Transform):
         return pixel_noise(x, self.mean, self.std, level, rng)
 
     def __call__(self, value: Any) -> torch.Tensor:
-        frames = self.frames(Path(value))
+        frames = self.frames(file_cell(value, "video"))
         # Evenly spaced over the decoded frames (the whole clip up to MAX_FRAMES); a short clip repeats frames.
         picks = np.linspace(0, len(frames) - 1, self.num_frames).round().astype(int)
         x = torch.from_numpy(np.stack([frames[i] for i in picks]).astype(np.float32) / 255.0)  # (T, H, W[, C])

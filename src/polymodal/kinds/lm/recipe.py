@@ -49,7 +49,10 @@ def parse_lm_recipe(raw: dict[str, Any], source: str = "recipe") -> LMRecipe:
         raw = {**raw, "trainer": {**raw["trainer"], "monitor": "loss"}}  # a language model monitors its loss
     try:
         recipe = parse_dataclass(LMRecipe, raw, where="")
-        model = dict(recipe.model or {})
+        model = recipe.model or {}
+        if not isinstance(model, dict):
+            raise ConfigError(f"model: expected a mapping of keys, got {type(model).__name__} {model!r}")
+        model = dict(model)
         if model.get("vocab_size") == DEFAULT_VOCAB:  # recipe.yaml of runs saved before it was left out
             del model["vocab_size"]
         if "vocab_size" in model:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from polymodal.config import DataConfig, Recipe, TrainerConfig, parse_recipe, recipe_to_dict
-from polymodal.errors import ConfigError, suggest
+from polymodal.errors import ConfigError, printable, suggest
 from polymodal.registry import FUSIONS, HEADS, OBJECTIVES, ComponentSpec
 from polymodal.schema import NonNegInt
 
@@ -55,12 +55,15 @@ def parse_pretrain_recipe(raw: dict[str, Any], source: str = "recipe") -> Pretra
     for key in raw:
         if key not in KEYS:
             raise ConfigError(
-                f"{source}: unknown key '{key}'{suggest(str(key), KEYS)} in a pretrain recipe "
+                f"{source}: unknown key '{printable(key)}'{suggest(str(key), KEYS)} in a pretrain recipe "
                 f"(valid keys: {', '.join(KEYS)})"
             )
     if "objective" not in raw:
         raise ConfigError(f"{source}: missing required key 'objective' (one of: {', '.join(OBJECTIVES.names())})")
-    trainer = dict(raw.get("trainer") or {})
+    trainer = raw.get("trainer") or {}
+    if not isinstance(trainer, dict):
+        raise ConfigError(f"{source}: trainer: expected a mapping of keys, got {type(trainer).__name__} {trainer!r}")
+    trainer = dict(trainer)
     trainer.setdefault("monitor", "loss")
     if trainer["monitor"] != "loss":
         raise ConfigError(f"{source}: trainer.monitor must be loss for a pretraining run")
