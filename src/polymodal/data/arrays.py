@@ -79,6 +79,15 @@ def list_shape(value: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def element_shape(value: Any) -> tuple[int, ...]:
+    """The shape of one row of a cell, for an element count before any copy: numpy's when it can tell (an array
+    or a regular list), else what the nested lists declare through their first elements (a ragged row)."""
+    try:
+        return tuple(np.shape(value))
+    except (ValueError, TypeError, AttributeError):
+        return list_shape(value)
+
+
 def check_finite(arr: np.ndarray, name: str, fix: str) -> None:
     """Refuse NaN, ±inf and values that would overflow float32 (such as ±1e308), naming the first one."""
     if arr.dtype.kind not in "fc":

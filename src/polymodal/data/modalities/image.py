@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from pydantic import AfterValidator, Field
 
-from polymodal.data.arrays import MAX_IMAGE_ELEMENTS, check_elements, check_finite
+from polymodal.data.arrays import MAX_IMAGE_ELEMENTS, check_elements, check_finite, element_shape
 from polymodal.data.modalities.base import Transform, file_cell, number_array, pixel_noise
 from polymodal.data.modalities.image_files import check_colour, flatten, is_svg, parse_colour, rasterise_svg, upright
 from polymodal.errors import ConfigError, DataError
@@ -76,9 +76,9 @@ def image_array(value: np.ndarray) -> np.ndarray:
     """A cell's pixel array as uint8 (H, W) or (H, W, 3|4) that Pillow takes: at most MAX_IMAGE_ELEMENTS numbers,
     finite and 0-255 (check_pixel_array); other shapes and non-numbers are one DataError line."""
     if value.dtype == object:  # rows of pixels, as a Parquet table gives them
-        width = np.shape(value[0]) if len(value) else ()
-        check_elements("array", (len(value), *width), MAX_IMAGE_ELEMENTS, "an image array")
         try:
+            width = element_shape(value[0]) if len(value) else ()
+            check_elements("array", (len(value), *width), MAX_IMAGE_ELEMENTS, "an image array")
             value = np.array([np.asarray(row) for row in value])
         except (TypeError, ValueError):
             raise DataError("image array rows have unequal lengths; give an (H, W) or (H, W, C) array") from None

@@ -15,7 +15,15 @@ import pandas as pd
 import torch
 from pydantic import Field
 
-from polymodal.data.arrays import FLOAT32_MAX, MAX_SERIES_ELEMENTS, NPY_ERRORS, check_elements, list_shape, load_npy
+from polymodal.data.arrays import (
+    FLOAT32_MAX,
+    MAX_SERIES_ELEMENTS,
+    NPY_ERRORS,
+    check_elements,
+    element_shape,
+    list_shape,
+    load_npy,
+)
 from polymodal.data.modalities.base import Transform, file_cell, number_array
 from polymodal.errors import DataError
 from polymodal.registry import MODALITIES
@@ -52,7 +60,7 @@ def read_stream(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
         shape = (
             list_shape(value)
             if isinstance(value, (list, tuple))
-            else (len(value), *np.shape(value[0] if len(value) else ()))
+            else (len(value), *element_shape(value[0] if len(value) else ()))
         )
         check_elements("series cell", shape, MAX_SERIES_ELEMENTS, "a series")
         try:  # steps as numbers or as lists of channel values (how a Parquet table gives them back)
