@@ -61,6 +61,7 @@ def main() -> None:
         "--single", nargs="?", const="all", default="", help="also fit each input column alone (or only COL,COL)"
     )
     ap.add_argument("--seed", type=int, default=0, help="the recipe's seed (split of val rows, initialisation)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="key=value on the inferred recipe")
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="presets-")))
     args = ap.parse_args()
     print("| dataset | preset | inputs | test accuracy | train s |\n|---|---|---|---|---|", flush=True)
@@ -74,7 +75,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 p = polymodal.Predictor(label=label, presets=preset, path=args.out / tag, group_column=group)
                 rows = train[[*keep, label, *([group] if group else [])]]
-                p.fit(rows, overrides=("trainer.threads=1", f"seed={args.seed}"))
+                p.fit(rows, overrides=("trainer.threads=1", f"seed={args.seed}", *args.overrides))
                 accuracy = float((p.predict(test) == test[label].astype(str).to_numpy()).mean())
                 inputs = ", ".join(f"{k}: {v}" for k, v in p.fit_summary()["inputs"].items())
                 seconds = time.perf_counter() - t0
