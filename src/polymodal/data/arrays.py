@@ -25,6 +25,8 @@ MAX_IMAGE_ELEMENTS = 4096 * 4096
 MAX_SERIES_ELEMENTS = 1 << 22
 # What numpy raises on a damaged .npy (a truncated body, a mangled header dict; found by the fuzz tests).
 NPY_ERRORS = (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError)
+# Audio files and video soundtracks: only their first MAX_SECONDS are decoded (polymodal.data.modalities.audio).
+MAX_SECONDS = 600
 # float32 is what every tensor ends up as: beyond it a value becomes inf after the cast.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

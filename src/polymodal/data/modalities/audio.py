@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 from scipy.signal import resample_poly
 
-from polymodal.data.arrays import load_npy
+from polymodal.data.arrays import MAX_SECONDS, load_npy
 from polymodal.data.modalities import speech_embedding as speech
 from polymodal.data.modalities.base import Transform, file_cell, number_array
 from polymodal.errors import ConfigError, DataError
@@ -34,7 +34,7 @@ from polymodal.registry import MODALITIES
 # Source files are accepted at 1 kHz to 384 kHz (the highest rate common audio interfaces record), and only their
 # first MAX_SECONDS are decoded, before any resampling: a header claiming 1 Hz would otherwise be resampled
 # thousands of times over, and an hour-long file decoded whole for a window of a second or two.
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, MAX_SECONDS = 1000, 384_000, 600
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000  # MAX_SECONDS: polymodal.data.arrays (video shares it)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from pydantic import Field
 
-from polymodal.data.modalities.audio import MAX_SECONDS
+from polymodal.data.arrays import MAX_SECONDS
 from polymodal.data.modalities.base import Transform, file_cell, pixel_noise
 from polymodal.data.modalities.image import check_aspect
 from polymodal.errors import DataError
