@@ -263,3 +263,13 @@ def test_classes_missing_from_val_or_test_are_reported(tmp_path, caplog):
         api.train(recipe, tmp_path / "run")
     assert "the test split has no row of 1 of the 3 classes (c2)" in caplog.text
     assert "give them 'test' rows in column 'part'" in caplog.text and "the val split" not in caplog.text
+
+
+def test_an_absurd_batch_size_is_refused_with_its_key(tmp_path):
+    from polymodal.errors import ConfigError
+
+    recipe = tabular_table(tmp_path, {})
+    recipe["trainer"]["batch_size"] = 100_000_000  # main accepted it and trained one batch of everything
+    with pytest.raises(ConfigError) as e:
+        api.load_recipe(recipe)
+    assert "batch_size" in one_line(e) and "65536" in one_line(e)

@@ -94,7 +94,9 @@ class TrainerConfig:
     """Optimisation settings for the plain training loop."""
 
     epochs: PositiveInt = 10
-    batch_size: PositiveInt = 64
+    # One batch's inputs and activations live in memory at once: 65,536 small examples is already a full-batch
+    # run on most tables; 10^8 (which used to pass) would allocate for every row of a table that large.
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegFloat = 0.01

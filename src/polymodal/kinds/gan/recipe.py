@@ -45,7 +45,9 @@ class GANTrainerConfig:
 
     epochs: PositiveInt = 10
     steps_per_epoch: PositiveInt = 100  # generator steps per epoch (each after n_critic critic steps)
-    batch_size: PositiveInt = 64
+    # One batch's inputs and activations live in memory at once: 65,536 small examples is already a full-batch
+    # run on most tables; 10^8 (which used to pass) would allocate for every row of a table that large.
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
     n_critic: PositiveInt = 5
     gp_weight: NonNegFloat = 10.0
     lr_generator: PositiveFloat = 1e-4
