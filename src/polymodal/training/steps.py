@@ -10,6 +10,7 @@ see :mod:`polymodal.kinds`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from polymodal.privacy.dpsgd import DPSGD
 from polymodal.training.distributed import Dist
 from polymodal.training.evaluator import Evaluator, autocast, to_device
 from polymodal.training.optim import build_optimizer, lr_at
+from polymodal.training.precision import resolve_precision
 
 Batch = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, torch.Tensor]
 
@@ -183,13 +185,32 @@ class SupervisedStep(Stateless):
     def __init__(
         self, model: nn.Module, cfg: TrainerConfig, train: Dataset, val: Dataset, seed: int, dist: Dist | None = None
     ) -> None:
-        self.model, self.cfg, self.train, self.val, self.seed = model, cfg, train, val, seed
+        self.model, self.train, self.val, self.seed = model, train, val, seed
         self.dist = dist or Dist()
         self.net = self.dist.wrap(model)  # what the training forward runs: the model, or DDP around it
+        self.cfg = dataclasses.replace(cfg, precision=self.chosen_precision(cfg))  # "auto" resolved once
+        cfg = self.cfg
         self.optimizer: torch.optim.Optimizer | None = build_optimizer(model, cfg)
         self.monitor: Monitor | None = Monitor(f"val_{cfg.monitor}", cfg.monitor != "loss", cfg.patience)
         self.evaluator = Evaluator(model, max(cfg.batch_size, 128), self.dist, cfg.precision)
         self.total_steps = len(self.dist.train_batches(len(train), cfg.batch_size, seed, 0)) * cfg.epochs
+
+    def chosen_precision(self, cfg: TrainerConfig) -> str:
+        """``cfg.precision``, with ``auto`` measured on this model and its first training batch."""
+        if cfg.precision != "auto":
+            return cfg.precision
+        first = self.dist.train_batches(len(self.train), cfg.batch_size, self.seed, 0)[0]
+        batch = to_device(next(iter(loader(self.train, [first]))), self.dist.device)
+        inputs, present, y = batch
+
+        def train_step(precision: str) -> None:
+            self.model.train()
+            with autocast(self.dist.device, precision):
+                out: ModelOutput = self.model(inputs, present)
+            self.model.loss(out, y).backward()
+
+        shapes = str({k: tuple(v.shape) for k, v in inputs.items()})
+        return resolve_precision(cfg.precision, self.dist.device, self.model, train_step, shapes, self.dist.enabled)
 
     def units(self, epoch: int) -> Sequence[list[int]]:
         if hasattr(self.train, "set_epoch"):

@@ -1,0 +1,113 @@
+"""``trainer.precision: auto``: bf16 autocast where it is measured faster, fp32 elsewhere.
+
+CPUs differ: one with AMX runs bf16 matrix products several times faster than fp32, one with avx512_bf16 only a
+little faster, one with neither several times slower. So on a CPU ``auto`` times a few real training steps of
+the run's own model on its own first batch, fp32 and bf16 interleaved, and takes bf16 only when its median step
+is at least ``MIN_GAIN`` faster. The answer is cached per machine, torch version and model shape in
+``$POLYMODAL_CACHE/../precision.json`` (default ``~/.cache/polymodal/precision.json``), so a second run of the
+same recipe skips the probe. The probe leaves the model, its BatchNorm statistics, its gradients and the random
+streams exactly as it found them, so a run trains the same whether the answer came from the probe or the cache.
+On CUDA, ``auto`` is bf16 when the GPU supports it; under torchrun on CPUs it is fp32 (every process must agree,
+and a per-process probe might not).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from polymodal.errors import CheckpointError
+from polymodal.storage import atomic_write_json
+
+log = logging.getLogger(__name__)
+MIN_GAIN = 0.10  # bf16 must save at least 10 % of a step: below that, fp32's exactness is worth more
+WARMUP, ROUNDS = 2, 5  # steps per precision before timing, then timed rounds (fp32, bf16, fp32, bf16, ...)
+
+
+def cache_file() -> Path:
+    features = os.environ.get("POLYMODAL_CACHE")
+    root = Path(features).parent if features else Path.home() / ".cache" / "polymodal"
+    return root / "precision.json"
+
+
+def machine_key(model: nn.Module, batch_shapes: str) -> str:
+    """What the answer depends on: the CPU (its flags), torch, and the model's size and input shapes."""
+    flags = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    except OSError:
+        pass
+    params = sum(p.numel() for p in model.parameters())
+    text = f"{platform.machine()}|{flags}|{torch.__version__}|{torch.get_num_threads()}|{type(model).__name__}"
+    return hashlib.sha256(f"{text}|{params}|{batch_shapes}".encode()).hexdigest()[:32]
+
+
+def probe(step: Callable[[str], None], rounds: int = ROUNDS) -> dict[str, float]:
+    """Median seconds of ``step(precision)`` for fp32 and bf16, interleaved after a warm-up of each."""
+    for precision in ("fp32", "bf16") * WARMUP:
+        step(precision)
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(rounds):
+        for precision in ("fp32", "bf16"):
+            t = time.perf_counter()
+            step(precision)
+            times[precision].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def resolve_precision(
+    setting: str,
+    device: torch.device,
+    model: nn.Module,
+    train_step: Callable[[str], None],
+    batch_shapes: str,
+    distributed: bool = False,
+) -> str:
+    """``setting`` itself unless it is ``auto``; then bf16 or fp32 as the module docstring says.
+
+    ``train_step(precision)`` runs one forward and backward on a real batch (no optimiser step); the model's
+    state and the random streams are restored afterwards.
+    """
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type != "cpu" or distributed:
+        return "fp32"
+    key, path = machine_key(model, batch_shapes), cache_file()
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    if key in known and known[key].get("precision") in ("fp32", "bf16"):
+        return known[key]["precision"]
+    state, rng, training = copy.deepcopy(model.state_dict()), torch.get_rng_state(), model.training
+    try:
+        medians = probe(train_step)
+    finally:
+        model.load_state_dict(state)
+        model.zero_grad(set_to_none=True)
+        torch.set_rng_state(rng)
+        model.train(training)
+    choice = "bf16" if medians["bf16"] <= (1.0 - MIN_GAIN) * medians["fp32"] else "fp32"
+    ms = {k: round(1e3 * v, 2) for k, v in medians.items()}
+    log.info("precision auto: fp32 %.1f ms, bf16 %.1f ms per step -> %s", ms["fp32"], ms["bf16"], choice)
+    known[key] = {"precision": choice, "fp32_ms": ms["fp32"], "bf16_ms": ms["bf16"]}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, known)
+    except (OSError, CheckpointError) as exc:  # a read-only or full home only costs the next run a probe
+        log.warning("could not cache the precision choice in %s (%s)", path, exc)
+    return choice
