@@ -167,3 +167,28 @@ def test_a_run_with_waveform_augmentation_resumes_to_the_uninterrupted_result(tm
     api.train(None, tmp_path / "killed", resume=True)
     api.train(raw(), tmp_path / "straight")
     assert_same_run(tmp_path / "killed", tmp_path / "straight")
+
+
+def test_loading_workers_change_nothing_but_speed_and_a_run_with_them_resumes_exactly(tmp_path):
+    manifest = wav_manifest(tmp_path)
+
+    def raw(workers: int) -> dict:
+        out = raw_recipe(manifest, {"epochs": 3, "batch_size": 4, "checkpoint_every": 2}, trim_db=30.0, **AUGMENT)
+        out["data"]["num_workers"] = workers
+        return out
+
+    api.train(raw(0), tmp_path / "zero")
+    api.train(raw(2), tmp_path / "two")
+    assert_same_run(tmp_path / "zero", tmp_path / "two")  # each row's draws come from its own seed
+    steps = []
+
+    def crash_after_four(event: str, **info: object) -> None:
+        if event == "batch":
+            steps.append(1)
+            if len(steps) == 4:  # in epoch 2 (3 batches an epoch), checkpoints every 2 steps
+                raise Crash
+
+    with pytest.raises(Crash):
+        api.train(raw(2), tmp_path / "killed", callback=crash_after_four)
+    api.train(None, tmp_path / "killed", resume=True)
+    assert_same_run(tmp_path / "killed", tmp_path / "zero")

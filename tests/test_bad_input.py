@@ -273,3 +273,18 @@ def test_an_absurd_batch_size_is_refused_with_its_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         api.load_recipe(recipe)
     assert "batch_size" in one_line(e) and "65536" in one_line(e)
+
+
+def test_a_png_with_a_broken_chunk_is_one_data_error(image, tmp_path):
+    """Pillow's PNG plugin raises SyntaxError ("broken PNG file") for a mangled chunk type; the fuzz campaign
+    found it reaching the user as a traceback."""
+    import io as _io
+
+    buf = _io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[36] = 0  # the first byte of the chunk type after IHDR
+    (tmp_path / "broken.png").write_bytes(bytes(data))
+    with pytest.raises(DataError) as e:
+        image(str(tmp_path / "broken.png"))
+    assert "cannot decode image" in one_line(e) and "broken PNG file" in one_line(e)

@@ -68,6 +68,10 @@ class DataConfig:
     # Processes that decode files and compute their features into the disk cache before the first epoch
     # (polymodal.data.prepare); unset: one per core this process may use; 0 or 1: in this process.
     prepare_workers: Annotated[int, Field(ge=0, le=256)] | None = None
+    # Processes that load the training batches (augmentation runs in them; each row's draws come from its own
+    # seed, so results do not depend on this number). 0: in the training process; worth it when augmentation
+    # recomputes features every epoch (audio speed/noise), not for cached examples.
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 0
 
 
 @dataclass

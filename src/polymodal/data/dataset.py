@@ -141,6 +141,7 @@ class ExampleDataset(Dataset):
         self.dtypes: dict[str, torch.dtype] = {}  # token ids stay integer in a placeholder
         self.removed: frozenset[str] = frozenset()  # inputs treated as missing in every row
         self.table_rows: np.ndarray | None = None  # each example's row in the table it came from, for messages
+        self.loader_workers = 0  # processes that load its training batches (data.num_workers)
         self.corruption: tuple[str, float, int] | None = None  # (input, level, seed) for robustness tests
 
     def __len__(self) -> int:
@@ -162,7 +163,15 @@ class ExampleDataset(Dataset):
             self._cache[i] = example
         return example
 
-    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], dict[str, bool], torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[dict[str, torch.Tensor], dict[str, bool], torch.Tensor]:
+        """Row ``key``, or ``(row, seed)``: the row with its augmentation drawn from its own seed (the training
+        loop passes one per row and epoch, so the draws do not depend on how many workers load the rows)."""
+        if isinstance(key, tuple):
+            i, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self[i]
+        i = key
         example = dict(self.preprocess(i))
         if self.corruption is not None:
             name, level, seed = self.corruption
@@ -385,6 +394,7 @@ def build_data(
             columns[name], targets[r], transforms, recipe.data.cache, augment=name == "train", disk_cache=disk_cache
         )
         ds.table_rows = r
+        ds.loader_workers = recipe.data.num_workers if name == "train" else 0
         if recipe.data.cache or recipe.data.on_error == "skip":
             ds, bad = screen(ds, name, recipe.data.on_error)
             skipped += bad

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from polymodal.data.arrays import MAX_IMAGE_ELEMENTS, MAX_SERIES_ELEMENTS, check_finite, list_shape
 from polymodal.data.arrays import load_npy as load_checked_npy
 from polymodal.data.modalities.audio import MAX_SAMPLE_RATE, MAX_SECONDS
 from polymodal.data.modalities.image import check_pixel_array
+from polymodal.data.modalities.image_files import PIL_ERRORS
 from polymodal.errors import DataError
 from polymodal.serve.limits import PayloadTooLarge, RequestError
 
@@ -116,7 +117,7 @@ def open_image(name: str, data: bytes, max_pixels: int) -> Image.Image:
         width, height = img.size
     except Image.DecompressionBombError:
         width = height = None
-    except (UnidentifiedImageError, OSError):
+    except PIL_ERRORS:
         raise DataError(
             f"input '{name}': the uploaded bytes are not an image Pillow can read; send a PNG, JPEG, WebP or BMP file"
         ) from None
@@ -127,8 +128,11 @@ def open_image(name: str, data: bytes, max_pixels: int) -> Image.Image:
         )
     try:
         img.load()
-    except (OSError, ValueError) as exc:
-        raise DataError(f"input '{name}': cannot decode the uploaded image ({exc}); send the complete file") from None
+    except PIL_ERRORS as exc:
+        detail = " ".join(str(exc).split())
+        raise DataError(
+            f"input '{name}': cannot decode the uploaded image ({detail}); send the complete file"
+        ) from None
     return img
 
 

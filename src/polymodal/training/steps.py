@@ -156,13 +156,29 @@ def optimizer_step(
     return loss.item()
 
 
-def loader(ds: Dataset, batches: Sequence[list[int]], collate_fn: Callable = collate) -> DataLoader:
+def loader(ds: Dataset, batches: Sequence[list[Any]], collate_fn: Callable = collate, workers: int = 0) -> DataLoader:
     """A DataLoader over given batches of row indices. Its private generator matters: each DataLoader iterator
     draws a base seed, and drawing it from the global RNG would shift the dropout stream of a run resumed
-    mid-epoch away from the uninterrupted one."""
+    mid-epoch away from the uninterrupted one. ``workers`` processes (forked, so they share the examples
+    preprocessed before training) load the batches when > 0."""
+    extra: dict[str, Any] = {"multiprocessing_context": "fork", "worker_init_fn": one_thread} if workers else {}
     return DataLoader(
-        ds, batch_sampler=list(batches), collate_fn=collate_fn, num_workers=0, generator=torch.Generator()
+        ds,
+        batch_sampler=list(batches),
+        collate_fn=collate_fn,
+        num_workers=workers,
+        generator=torch.Generator(),
+        **extra,
     )
+
+
+def one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # a loading worker per core; each single-threaded
+
+
+def example_seed(seed: int, epoch: int, row: int) -> int:
+    """The seed of one row's augmentation in one epoch (the same whichever process loads it, and on resume)."""
+    return (seed * 1_000_003 + epoch) * 10_000_019 + row & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class SupervisedStep(Stateless):
@@ -185,7 +201,7 @@ class SupervisedStep(Stateless):
     def __init__(
         self, model: nn.Module, cfg: TrainerConfig, train: Dataset, val: Dataset, seed: int, dist: Dist | None = None
     ) -> None:
-        self.model, self.train, self.val, self.seed = model, train, val, seed
+        self.model, self.train, self.val, self.seed, self.epoch = model, train, val, seed, 0
         self.dist = dist or Dist()
         self.net = self.dist.wrap(model)  # what the training forward runs: the model, or DDP around it
         self.cfg = dataclasses.replace(cfg, precision=self.chosen_precision(cfg))  # "auto" resolved once
@@ -213,13 +229,16 @@ class SupervisedStep(Stateless):
         return resolve_precision(cfg.precision, self.dist.device, self.model, train_step, shapes, self.dist.enabled)
 
     def units(self, epoch: int) -> Sequence[list[int]]:
+        self.epoch = epoch
         if hasattr(self.train, "set_epoch"):
             self.train.set_epoch(epoch)  # datasets that draw fresh examples each epoch (language-model windows)
         return self.dist.train_batches(len(self.train), self.cfg.batch_size, self.seed, epoch)
 
     def feed(self, units: Sequence[list[int]]) -> Iterable[Batch]:
         self.model.train()
-        return loader(self.train, units)
+        if getattr(self.train, "augment", False):  # each row's draws from its own seed: worker count is moot
+            units = [[(i, example_seed(self.seed, self.epoch, i)) for i in batch] for batch in units]
+        return loader(self.train, units, workers=getattr(self.train, "loader_workers", 0))
 
     def step(self, unit: Batch, step: int) -> StepResult:
         lr = lr_at(step, self.total_steps, self.cfg)

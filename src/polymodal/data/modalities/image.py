@@ -14,12 +14,20 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import AfterValidator, Field
 
 from polymodal.data.arrays import MAX_IMAGE_ELEMENTS, check_elements, check_finite, element_shape
 from polymodal.data.modalities.base import Transform, file_cell, number_array, pixel_noise
-from polymodal.data.modalities.image_files import check_colour, flatten, is_svg, parse_colour, rasterise_svg, upright
+from polymodal.data.modalities.image_files import (
+    PIL_ERRORS,
+    check_colour,
+    flatten,
+    is_svg,
+    parse_colour,
+    rasterise_svg,
+    upright,
+)
 from polymodal.errors import ConfigError, DataError
 from polymodal.registry import MODALITIES
 
@@ -145,9 +153,10 @@ class ImageTransform(Transform):
                 f"image {path} is too large to decode safely ({exc}); downscale it (preprocessing.max_pixels "
                 f"is {self.max_pixels})".replace(".; ", "; ")
             ) from None
-        except (UnidentifiedImageError, OSError) as exc:
+        except PIL_ERRORS as exc:
+            detail = " ".join(str(exc).split())
             raise DataError(
-                f"cannot decode image {path}: {exc}; check it is a PNG/JPEG/WebP/BMP/TIFF/GIF/SVG file"
+                f"cannot decode image {path}: {detail}; check it is a PNG/JPEG/WebP/BMP/TIFF/GIF/SVG file"
             ) from None
 
     def __call__(self, value: Any) -> torch.Tensor:

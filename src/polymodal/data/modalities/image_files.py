@@ -11,12 +11,18 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageColor, ImageOps
+from PIL import ExifTags, Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from polymodal.errors import DataError
+
+# What Pillow raises on a damaged file: OSError for most, SyntaxError from the PNG plugin ("broken PNG file"),
+# ValueError, EOFError, struct.error and zlib.error from the decoders (found by the fuzz campaign).
+PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 SVG_SUFFIXES = (".svg", ".svgz")
 # Modes whose samples do not fit in 8 bits: Pillow's convert("L") clips them at 255 instead of scaling.
