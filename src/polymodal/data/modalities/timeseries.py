@@ -54,6 +54,16 @@ class TimeSeriesPreprocessing:
 
 
 def read_stream(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(T, C) values, optional (T,) timestamps, and a name for messages; a series with no steps is refused."""
+    arr, times, name = read_values(value)
+    if arr.ndim != 2:
+        raise DataError(f"series {name} has shape {arr.shape}; give steps (T,) or steps × channels (T, C)")
+    if len(arr) == 0:
+        raise DataError(f"series {name} has no steps; give at least one (or leave the cell empty: missing)")
+    return arr, times, name
+
+
+def read_values(value: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(T, C) values, optional (T,) timestamps, and a name for messages."""
     if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
         # The shape the first step declares, checked before numpy copies every step (Parquet gives object arrays).

@@ -132,8 +132,10 @@ class VideoTransform(Transform):
         with open_container(path) as container:
             if not container.streams.video:
                 raise DataError(f"{path} has no video stream; use it as an audio input instead")
-            stream = container.streams.video[0]
-            check_frame_size(path, stream.codec_context.width, stream.codec_context.height)  # the declared size
+            codec = container.streams.video[0].codec_context
+            if codec is None:  # a damaged header can leave the stream without a decoder (found by the fuzz campaign)
+                raise DataError(f"video {path}: its video stream has no codec that can be opened; re-encode the file")
+            check_frame_size(path, codec.width, codec.height)  # the declared size
             frames = []
             try:
                 for frame in container.decode(video=0):
