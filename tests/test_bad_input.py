@@ -288,3 +288,15 @@ def test_a_png_with_a_broken_chunk_is_one_data_error(image, tmp_path):
     with pytest.raises(DataError) as e:
         image(str(tmp_path / "broken.png"))
     assert "cannot decode image" in one_line(e) and "broken PNG file" in one_line(e)
+
+
+@pytest.mark.parametrize(
+    ("cell", "says"), [(np.array(0.0), "give steps (T,) or steps × channels"), ({"ink": []}, "has no steps")]
+)
+def test_a_series_without_steps_is_one_data_error(cell, says):
+    from polymodal.data.modalities.timeseries import TimeSeriesTransform
+
+    t = TimeSeriesTransform(16, 0, "none", "zero", 0.0, 0.0, 0.0)
+    with pytest.raises(DataError) as e:  # main: AxisError and "array of sample points is empty" (fuzz campaign)
+        t(cell if isinstance(cell, np.ndarray) else {**cell, "x": [1.0, 2.0]})
+    assert says in one_line(e)
