@@ -18,6 +18,7 @@ from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.leak import warn_if_leaky
 from polymodal.data.prepare import default_workers, prefill
+from polymodal.data.screening import empty_split_hint, log_progress, screen, warn_missing_classes
 from polymodal.data.table import Table, assign_splits, label_subset, read_table
 from polymodal.data.targets import encode_known, encode_targets, split_labels
 from polymodal.errors import DataError
@@ -30,41 +31,6 @@ R = TypeVar("R")  # a recipe dataclass with a ``data`` section (Recipe, Pretrain
 def build_transforms(inputs: list[InputSpec]) -> dict[str, Any]:
     """One transform per input, built from its modality's registered class and preprocessing config."""
     return {s.name: MODALITIES.build(s.modality, s.preprocessing) for s in inputs}
-
-
-def log_progress(done: int, total: int, seconds: float) -> None:
-    rate = done / max(seconds, 1e-9)
-    log.info("preparing files: %d/%d (%.0f files/s, ETA %.0f s)", done, total, rate, (total - done) / max(rate, 1e-9))
-
-
-def warn_missing_classes(targets: np.ndarray, rows: dict[str, np.ndarray], classes: list[str], table: Table) -> None:
-    """Warn when a class of the training split has no row in val or test: that split's metrics cannot tell how
-    the model does on it (and macro averages are over the classes present)."""
-    for name in ("val", "test"):
-        absent = sorted(set(range(len(classes))) - set(np.asarray(targets)[rows[name]].tolist()))
-        if absent:
-            shown = ", ".join(str(classes[k]) for k in absent[:5]) + (" ..." if len(absent) > 5 else "")
-            fix = f"give them '{name}' rows in column '{table.split}'" if table.split else f"raise data.{name}_fraction"
-            log.warning(
-                "the %s split has no row of %d of the %d classes (%s); its metrics say nothing about them: add "
-                "rows or %s",
-                name,
-                len(absent),
-                len(classes),
-                shown,
-                fix,
-            )
-
-
-def empty_split_hint(name: str, table: Table) -> str:
-    """What to change when split ``name`` got no rows."""
-    if table.split:
-        return f"give some rows '{name}' in column '{table.split}'" + (
-            " (val rows are otherwise carved from train by data.val_fraction)" if name == "val" else ""
-        )
-    if name == "train":
-        return "add rows, or lower data.val_fraction / data.test_fraction"
-    return f"add rows or raise data.{name}_fraction"
 
 
 def load_table(recipe: Recipe) -> Table:
@@ -292,27 +258,6 @@ def pin_options(recipe: R, data: DataBundle) -> R:
     section = recipe.data  # type: ignore[attr-defined]
     options = dataclasses.replace(section.options, **data.pinned)
     return dataclasses.replace(recipe, data=dataclasses.replace(section, options=options))  # type: ignore[type-var]
-
-
-def screen(ds: ExampleDataset, split: str, on_error: str) -> tuple[ExampleDataset, list[dict[str, Any]]]:
-    """Preprocess every row now: fail fast on the first bad one, or drop bad rows and record them."""
-    bad: list[dict[str, Any]] = []
-    rows = ds.table_rows if ds.table_rows is not None else np.arange(len(ds))
-    failed = []
-    for i in range(len(ds)):
-        try:
-            ds.preprocess(i)
-        except DataError as exc:
-            where = f"{split} row {i}" if ds.table_rows is None else f"table row {rows[i]} ({split} split)"
-            if on_error == "raise":
-                raise DataError(f"{where}: {exc} (or set data.on_error: skip to drop such rows)") from None
-            failed.append(i)
-            bad.append({"split": split, "row": int(rows[i]), "error": str(exc)})
-    if not bad:
-        return ds, bad
-    log.warning("skipped %d bad %s rows, e.g. %s", len(bad), split, bad[0]["error"])
-    keep = np.setdiff1d(np.arange(len(ds)), failed)
-    return ds.subset(keep), bad
 
 
 def check_leak(name: str, cells: list[Any], labels: np.ndarray, target: dict[str, Any], separator: str) -> None:
