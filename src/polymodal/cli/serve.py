@@ -9,6 +9,7 @@ import typer
 
 from polymodal.cli.render import out
 from polymodal.errors import PolymodalError
+from polymodal.serve.limits import Limits  # its field defaults are the options' defaults
 
 HELP = """Serve a finished run over HTTP: REST API, OpenAPI docs at /docs and a demo page at /.
 
@@ -30,16 +31,16 @@ def command(
     max_image_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width × height).")] = 16_000_000,
     max_in_flight: Annotated[
         int, typer.Option(min=1, max=1024, help="Requests computed at once per worker; more get a 503 + Retry-After.")
-    ] = 8,
+    ] = Limits.max_in_flight,
     request_timeout_s: Annotated[
         float, typer.Option(min=0.001, max=86400.0, help="Seconds a request's computation may take (then a 503).")
-    ] = 30.0,
+    ] = Limits.request_timeout_s,
     header_timeout_s: Annotated[
         float, typer.Option(min=0.001, max=3600.0, help="Seconds a client may take to send its headers.")
-    ] = 10.0,
+    ] = Limits.header_timeout_s,
     body_timeout_s: Annotated[
         float, typer.Option(min=0.001, max=3600.0, help="Seconds a client may take to send its body (then a 408).")
-    ] = 30.0,
+    ] = Limits.body_timeout_s,
     threads: Annotated[int, typer.Option(min=1, help="torch threads per worker (1 is fastest for small models).")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the model.")] = 1,
     engine: Annotated[
@@ -52,7 +53,6 @@ def command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
 ) -> None:
     from polymodal.serve.app import ENGINES, servable
-    from polymodal.serve.limits import Limits
     from polymodal.serve.server import serve as run_server
 
     servable(run_dir)  # a bad run directory, or a kind that serving does not apply to: one error line
