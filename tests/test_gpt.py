@@ -106,3 +106,14 @@ def test_cross_attention_decoder_reads_memory_and_caches_consistently():
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
     with pytest.raises(ValueError, match="cross_attention"):
         tiny()(idx, memory=mem)
+
+
+def test_precomputed_embeddings_match_token_ids_and_carry_spliced_inputs():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=16)).eval()
+    idx = torch.randint(0, 20, (2, 8))
+    assert torch.equal(model(idx)[0], model(idx, embeds=model.wte(idx))[0])
+    spliced = model.wte(idx).clone()
+    spliced[:, 3] = torch.randn(2, 16)  # e.g. a projected image where the prompt said <image>
+    logits = model(idx, embeds=spliced)[0]
+    assert torch.equal(logits[:, :3], model(idx)[0][:, :3]) and not torch.allclose(logits[:, 3:], model(idx)[0][:, 3:])

@@ -211,13 +211,16 @@ class GPT(nn.Module):
         prefix: torch.Tensor | None = None,
         cache: KVCache | None = None,
         memory: torch.Tensor | None = None,
+        embeds: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) for token ids (B, T) and, with ``targets`` (B, T; -1 = ignore), the mean
         cross-entropy. ``prefix`` (B, P, C) is prepended (its positions get no logits or loss); ``memory``
-        (B, M, C) is attended to by every block's cross-attention."""
+        (B, M, C) is attended to by every block's cross-attention. ``embeds`` (B, T, C), when given, is used
+        instead of ``wte(idx)`` (``idx`` is then ignored): a caller that splices other embeddings among the
+        token embeddings — a projected image where a prompt says ``<image>`` — passes the result here."""
         if memory is not None and not self.cfg.cross_attention:
             raise ValueError("gpt: memory given but the model has no cross-attention (cross_attention: true)")
-        x = self.wte(idx)  # (B, T, C)
+        x = self.wte(idx) if embeds is None else embeds  # (B, T, C)
         p = 0 if prefix is None else prefix.shape[1]
         if prefix is not None:
             x = torch.cat([prefix.to(x.dtype), x], dim=1)
@@ -225,7 +228,7 @@ class GPT(nn.Module):
         total = start + x.shape[1]
         if total > self.cfg.block_size:
             raise ValueError(f"gpt: {total} positions exceed block_size {self.cfg.block_size}")
-        pos = torch.arange(start, total, device=idx.device)
+        pos = torch.arange(start, total, device=x.device)
         x = x + (self.wpe(pos) if self.wpe is not None else self.pe[pos])
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
