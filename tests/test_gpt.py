@@ -23,7 +23,7 @@ def test_forward_shapes_loss_and_tied_weights():
     assert model.lm_head.weight is model.wte.weight
 
 
-@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary"])
 def test_future_tokens_do_not_change_past_logits(positions):
     model = tiny(positions)
     idx = torch.randint(23, (1, 12))
@@ -32,8 +32,9 @@ def test_future_tokens_do_not_change_past_logits(positions):
     assert torch.allclose(model(idx)[0][:, :8], model(other)[0][:, :8], atol=1e-6)
 
 
-def test_cached_prefill_and_steps_match_the_full_forward():
-    model = tiny()
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_cached_prefill_and_steps_match_the_full_forward(positions):
+    model = tiny(positions)
     idx = torch.randint(23, (2, 12))
     full = model(idx)[0]
     cache = KVCache(model.cfg.block_size)

@@ -2,9 +2,19 @@
 streaming) and beam search, with or without the KV cache.
 
 With the cache, the prompt (and prefix) is run once and each new token costs one position; without it,
-every step reruns the whole context. When the context outgrows ``block_size`` both crop it to the last
-``block_size`` positions, the cached path by running the cropped context afresh, so the two paths give the
-same tokens.
+every step reruns the context. Both paths compute the same function, so they give the same tokens:
+
+- learned or sinusoidal positions: when the context outgrows ``block_size`` it is cropped to the last
+  ``block_size`` positions (nanoGPT's ``generate``), the cached path by running the cropped context afresh;
+- rotary positions (no prefix): the cache rolls (:class:`~polymodal.gpt.cache.KVCache` with ``rolling``), so
+  each token attends to the last ``block_size`` positions *in every layer*, and the keys it reads in layer
+  2 and above were computed when those tokens were new, from their own windows. Re-running only the last
+  ``block_size`` tokens would give them shorter contexts and is *not* that function. The exact uncached
+  equivalent is the sliding-window forward over the last ``n_layer·(block_size − 1) + 1`` tokens — the
+  receptive field of the newest token through ``n_layer`` windows, so older tokens cannot matter — at their
+  absolute positions (``start=``), which is what the uncached path runs. Rotary attention depends only on
+  offsets, so positions re-based to 0 would be the same function in exact arithmetic; keeping the absolute
+  ones makes the two paths apply the same rotations and leaves only the rounding of different kernel shapes.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
+from polymodal.gpt.decode import Decoder
 from polymodal.gpt.model import GPT, KVCache
 
 
@@ -25,15 +36,16 @@ def process_logits(
     repetition_penalty: float,
 ) -> torch.Tensor:
     """(B, V) next-token logits -> adjusted logits (-inf where a token is ruled out)."""
-    logits = logits.float().clone()
+    logits = logits.float()
     if repetition_penalty != 1.0:
+        logits = logits.clone()
         # CTRL (Keskar et al. 2019): make every token already in the context less likely.
         seen = torch.gather(logits, 1, context)
         seen = torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty)
         logits.scatter_(1, context, seen)
     if temperature > 0:
         logits = logits / temperature
-    if top_k:
+    if top_k and top_k < logits.shape[-1]:  # k ≥ vocabulary rules nothing out
         kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
@@ -45,27 +57,44 @@ def process_logits(
 
 
 class Stepper:
-    """Next-token logits for a growing context, with or without the KV cache."""
+    """Next-token logits for a growing context, with or without the KV cache (see the module docstring)."""
 
     def __init__(
         self, model: GPT, prefix: torch.Tensor | None, use_cache: bool, memory: torch.Tensor | None = None
     ) -> None:
         self.model, self.prefix, self.use_cache, self.memory = model, prefix, use_cache, memory
-        self.room = model.cfg.block_size - (0 if prefix is None else prefix.shape[1])
+        cfg = model.cfg
+        self.room = cfg.block_size - (0 if prefix is None else prefix.shape[1])
         if self.room < 1:
             raise ValueError("gpt: the prefix fills the whole block_size; nothing left for tokens")
+        # A prefix must stay in view, so a prefixed rotary model crops and re-runs like an absolute one.
+        self.rolling = model.rotary is not None and prefix is None
+        self.reach = cfg.n_layer * (cfg.block_size - 1) + 1  # the newest token's receptive field
         self.cache: KVCache | None = None
+        self.decode = Decoder(model)  # one new token after a filled cache, without memory
 
     def __call__(self, idx: torch.Tensor, new: int) -> torch.Tensor:
         """Logits (B, V) after ``idx`` (B, T), whose last ``new`` tokens have not been seen yet."""
-        m = self.memory
+        m, model = self.memory, self.model
+        if self.rolling and not self.use_cache:
+            r = min(idx.shape[1], self.reach)
+            return model(idx[:, -r:], memory=m, start=idx.shape[1] - r)[0][:, -1]
+        if self.rolling:
+            if self.cache is None:  # the whole prompt from position 0; then one token per step, forever
+                self.cache = model.new_cache(rolling=True)
+                return model(idx, cache=self.cache, memory=m)[0][:, -1]
+            if new == 1 and m is None:
+                return self.decode(idx[:, -1], self.cache)
+            return model(idx[:, -new:], cache=self.cache, memory=m)[0][:, -1]
         if not self.use_cache:
-            return self.model(idx[:, -self.room :], prefix=self.prefix, memory=m)[0][:, -1]
-        if self.cache is None or self.cache.length + new > self.model.cfg.block_size:
+            return model(idx[:, -self.room :], prefix=self.prefix, memory=m)[0][:, -1]
+        if self.cache is None or self.cache.length + new > model.cfg.block_size:
             # First call, or the context outgrew the block: run it afresh.
-            self.cache = KVCache(self.model.cfg.block_size)
-            return self.model(idx[:, -self.room :], prefix=self.prefix, cache=self.cache, memory=m)[0][:, -1]
-        return self.model(idx[:, -new:], cache=self.cache, memory=m)[0][:, -1]
+            self.cache = model.new_cache(rolling=False)
+            return model(idx[:, -self.room :], prefix=self.prefix, cache=self.cache, memory=m)[0][:, -1]
+        if new == 1 and m is None:
+            return self.decode(idx[:, -1], self.cache)
+        return model(idx[:, -new:], cache=self.cache, memory=m)[0][:, -1]
 
 
 @torch.no_grad()

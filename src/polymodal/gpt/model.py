@@ -1,11 +1,15 @@
-"""GPT: token + position embeddings, pre-LayerNorm causal self-attention blocks, tied output projection.
+"""GPT: token embeddings, positions (learned, sinusoidal or rotary), pre-LayerNorm causal self-attention
+blocks, an output projection (tied to the embeddings by default).
 
-The whole forward pass is in this file. Shapes: B batch, T tokens, C width (n_embd), H heads, V vocab.
-``forward(idx, targets=None, prefix=None, cache=None, memory=None) -> (logits, loss)``: ``prefix``
-(B, P, C) are embeddings placed before the tokens (a projected image or sound, for conditioned generation,
-ClipCap-style); ``memory`` (B, M, C) is read through a cross-attention layer in every block instead (the
-encoder-decoder variant; needs ``cross_attention: true``); ``cache`` is a :class:`KVCache` that makes
-each generation step cost one token instead of the whole context.
+The whole forward pass is in this file (attention in :mod:`.attention`). Shapes: B batch, T tokens, C width
+(n_embd), H heads, V vocab. ``forward(idx, targets=None, prefix=None, cache=None, memory=None, embeds=None,
+start=None) -> (logits, loss)``: ``prefix`` (B, P, C) are embeddings placed before the tokens (a projected
+image or sound, for conditioned generation, ClipCap-style); ``memory`` (B, M, C) is read through a
+cross-attention layer in every block instead (the encoder-decoder variant; needs ``cross_attention: true``);
+``cache`` is a :class:`KVCache` that makes each generation step cost one token instead of the whole context.
+
+The options after ``cross_attention`` come from modded-nanogpt's speedrun list and default to nanoGPT's
+behaviour, so older runs load unchanged; docs/benchmarks/nanogpt.md has their measured effect.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from polymodal.gpt.attention import CausalSelfAttention, CrossAttention
+from polymodal.gpt.cache import KVCache
+from polymodal.gpt.rotary import Rotary
+
+__all__ = ["GPT", "GPTConfig", "KVCache", "config_problem", "sinusoidal"]
+
 
 @dataclass
 class GPTConfig:
@@ -31,55 +41,26 @@ class GPTConfig:
     n_embd: Annotated[int, Field(ge=1)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
     bias: bool = False
-    positions: Literal["learned", "sinusoidal"] = "learned"
+    # learned / sinusoidal: codes added to the input; rotary: queries and keys rotated by position, which makes
+    # attention depend on offsets only and lets generation roll a KV cache past block_size.
+    positions: Literal["learned", "sinusoidal", "rotary"] = "learned"
     tie_weights: bool = True
     cross_attention: bool = False  # a cross-attention layer per block, reading ``memory``
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys
+    mlp: Literal["gelu", "relu2"] = "gelu"  # relu2: max(x, 0)², cheaper than GELU and as good (Primer)
+    logit_softcap: Annotated[float, Field(ge=0)] = 0.0  # > 0: logits = cap·tanh(logits/cap) (Gemma 2); 0 = off
 
 
-class KVCache:
-    """Keys and values of every layer for the positions seen so far.
-
-    Buffers of (B, H, ``capacity``, C/H) per layer are allocated on a layer's first update and filled in
-    place; :meth:`update` returns views of the filled part. Growing them with ``torch.cat`` instead would
-    copy the whole past at every generated token.
-
-    Args:
-        capacity: Most positions the cache holds (the model's ``block_size``).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.k: list[torch.Tensor] = []
-        self.v: list[torch.Tensor] = []
-        self.n: list[int] = []
-
-    @property
-    def length(self) -> int:
-        """Positions cached (in layer 0, which a forward pass updates first)."""
-        return self.seen(0)
-
-    def seen(self, layer: int) -> int:
-        return self.n[layer] if layer < len(self.n) else 0
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append this step's (B, H, T_new, C/H) keys/values for ``layer``; return all cached ones."""
-        if layer == len(self.k):
-            b, h, _, d = k.shape
-            self.k.append(k.new_empty(b, h, self.capacity, d))
-            self.v.append(v.new_empty(b, h, self.capacity, d))
-            self.n.append(0)
-        n, t = self.n[layer], k.shape[2]
-        if n + t > self.capacity:
-            raise ValueError(f"gpt: KV cache holds {self.capacity} positions; {n + t} requested")
-        self.k[layer][:, :, n : n + t] = k
-        self.v[layer][:, :, n : n + t] = v
-        self.n[layer] = n + t
-        return self.k[layer][:, :, : n + t], self.v[layer][:, :, : n + t]
-
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (beam search reorders its hypotheses every step)."""
-        self.k = [k.index_select(0, index) for k in self.k]
-        self.v = [v.index_select(0, index) for v in self.v]
+def config_problem(cfg: GPTConfig) -> str | None:
+    """A one-line description of what is wrong with ``cfg`` and how to fix it, or None."""
+    if cfg.n_embd % cfg.n_head:
+        return f"n_embd {cfg.n_embd} must be divisible by n_head {cfg.n_head}; change one of them"
+    if cfg.positions == "rotary" and (cfg.n_embd // cfg.n_head) % 2:
+        return (
+            f"positions: rotary rotates channel pairs, so the head width n_embd/n_head "
+            f"({cfg.n_embd}/{cfg.n_head} = {cfg.n_embd // cfg.n_head}) must be even; change n_embd or n_head"
+        )
+    return None
 
 
 def sinusoidal(length: int, width: int) -> torch.Tensor:
@@ -92,77 +73,39 @@ def sinusoidal(length: int, width: int) -> torch.Tensor:
     return pe
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
-        super().__init__()
-        if cfg.n_embd % cfg.n_head:
-            raise ValueError(f"gpt: n_embd {cfg.n_embd} must be divisible by n_head {cfg.n_head}")
-        self.n_head, self.dropout = cfg.n_head, cfg.dropout
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
-        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.resid_drop = nn.Dropout(cfg.dropout)
+class ReLU2(nn.Module):
+    """max(x, 0)² (So et al. 2021, "Primer"; modded-nanogpt's MLP activation)."""
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        b, t, c = x.shape
-        q, k, v = self.qkv(x).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, H, T, C/H)
-        past = 0
-        if cache is not None:
-            past = cache.seen(layer)
-            k, v = cache.update(layer, k, v)
-        if past == 0:
-            mask, causal = None, True
-        elif t == 1:
-            mask, causal = None, False  # one new token may see every cached position
-        else:  # several new tokens after a cached past: causal among themselves, all of the past visible
-            total = past + t
-            mask = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            causal = False
-        drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal)
-        y = y.transpose(1, 2).contiguous().view(b, t, c)
-        return self.resid_drop(self.proj(y))
-
-
-class CrossAttention(nn.Module):
-    """Tokens (B, T, C) attend to every memory position (B, M, C); no mask, no cache needed (M is fixed)."""
-
-    def __init__(self, cfg: GPTConfig) -> None:
-        super().__init__()
-        self.n_head, self.dropout = cfg.n_head, cfg.dropout
-        self.q = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.kv = nn.Linear(cfg.n_embd, 2 * cfg.n_embd, bias=cfg.bias)
-        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.shape
-        h = self.n_head
-        q = self.q(x).view(b, t, h, c // h).transpose(1, 2)  # (B, H, T, C/H)
-        k, v = (z.view(b, -1, h, c // h).transpose(1, 2) for z in self.kv(memory).split(c, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).contiguous().view(b, t, c))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
 
 
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        c = cfg.n_embd
+        self.ln1 = nn.LayerNorm(c, bias=cfg.bias)
+        self.attn = CausalSelfAttention(c, cfg.n_head, cfg.dropout, cfg.bias, cfg.qk_norm)
         if cfg.cross_attention:
-            self.ln_x = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-            self.xattn = CrossAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.mlp = nn.Sequential(
-            nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias),
-            nn.GELU(),
-            nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias),
-            nn.Dropout(cfg.dropout),
-        )
+            self.ln_x = nn.LayerNorm(c, bias=cfg.bias)
+            self.xattn = CrossAttention(c, cfg.n_head, cfg.dropout, cfg.bias)
+        self.ln2 = nn.LayerNorm(c, bias=cfg.bias)
+        layers = [nn.Linear(c, 4 * c, bias=cfg.bias), ReLU2() if cfg.mlp == "relu2" else nn.GELU()]
+        layers.append(nn.Linear(4 * c, c, bias=cfg.bias))
+        if cfg.dropout:  # an identity module still costs a call per token when decoding
+            layers.append(nn.Dropout(cfg.dropout))
+        self.mlp = nn.Sequential(*layers)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, memory: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        memory: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        window: int | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache, layer)
+        x = x + self.attn(self.ln1(x), cache, layer, rope, window)
         if memory is not None:
             x = x + self.xattn(self.ln_x(x), memory)
         return x + self.mlp(self.ln2(x))
@@ -171,18 +114,28 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Decoder-only Transformer language model.
 
+    With ``positions: rotary`` a token attends to at most the last ``block_size`` positions (its own
+    included) in every layer: within a training window that is plain causal attention; past it, it is the
+    sliding window that a rolling :class:`KVCache` computes one token at a time.
+
     Args:
         cfg: Model shape (:class:`GPTConfig`).
     """
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
+        problem = config_problem(cfg)
+        if problem:
+            raise ValueError(f"gpt: {problem}")
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe: nn.Module | None = None
+        self.rotary: Rotary | None = None
         if cfg.positions == "learned":
-            self.wpe: nn.Module | None = nn.Embedding(cfg.block_size, cfg.n_embd)
+            self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        elif cfg.positions == "rotary":
+            self.rotary = Rotary(cfg.n_embd // cfg.n_head, cfg.block_size)
         else:
-            self.wpe = None
             self.register_buffer("pe", sinusoidal(cfg.block_size, cfg.n_embd), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -204,6 +157,10 @@ class GPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
+    def new_cache(self, rolling: bool | None = None) -> KVCache:
+        """An empty KV cache for this model: rolling (past ``block_size``) by default with rotary positions."""
+        return KVCache(self.cfg.block_size, self.rotary is not None if rolling is None else rolling)
+
     def forward(
         self,
         idx: torch.Tensor,
@@ -212,31 +169,42 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         memory: torch.Tensor | None = None,
         embeds: torch.Tensor | None = None,
+        start: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) for token ids (B, T) and, with ``targets`` (B, T; -1 = ignore), the mean
         cross-entropy. ``prefix`` (B, P, C) is prepended (its positions get no logits or loss); ``memory``
         (B, M, C) is attended to by every block's cross-attention. ``embeds`` (B, T, C), when given, is used
         instead of ``wte(idx)`` (``idx`` is then ignored): a caller that splices other embeddings among the
-        token embeddings — a projected image where a prompt says ``<image>`` — passes the result here."""
+        token embeddings — a projected image where a prompt says ``<image>`` — passes the result here.
+        ``start``: the position of the first input (default: 0, or the positions a cache has seen); rotary
+        models only, which may also take more than ``block_size`` inputs (attending through the window)."""
         if memory is not None and not self.cfg.cross_attention:
             raise ValueError("gpt: memory given but the model has no cross-attention (cross_attention: true)")
         x = self.wte(idx) if embeds is None else embeds  # (B, T, C)
         p = 0 if prefix is None else prefix.shape[1]
         if prefix is not None:
             x = torch.cat([prefix.to(x.dtype), x], dim=1)
-        start = 0 if cache is None else cache.length
-        total = start + x.shape[1]
-        if total > self.cfg.block_size:
+        first = start if start is not None else (0 if cache is None else cache.length)
+        total = first + x.shape[1]
+        rope, window = None, None
+        if self.rotary is not None:
+            rope, window = self.rotary(first, x.shape[1]), self.cfg.block_size
+        elif start:
+            raise ValueError("gpt: start= needs positions: rotary (absolute position codes stop at block_size)")
+        elif total > self.cfg.block_size:
             raise ValueError(f"gpt: {total} positions exceed block_size {self.cfg.block_size}")
-        pos = torch.arange(start, total, device=x.device)
-        x = x + (self.wpe(pos) if self.wpe is not None else self.pe[pos])
+        else:
+            pos = torch.arange(first, total, device=x.device)
+            x = x + (self.wpe(pos) if self.wpe is not None else self.pe[pos])
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i, memory)
-        x = self.ln_f(x[:, p:])
+            x = block(x, cache, i, memory, rope, window)
+        logits = self.lm_head(self.ln_f(x[:, p:]))
+        if self.cfg.logit_softcap:
+            cap = self.cfg.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
         if targets is None:
-            return self.lm_head(x), None
-        logits = self.lm_head(x)
+            return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 

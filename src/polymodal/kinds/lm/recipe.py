@@ -10,7 +10,7 @@ from pydantic import Field
 
 from polymodal.config import TrainerConfig
 from polymodal.errors import ConfigError
-from polymodal.gpt.model import GPTConfig
+from polymodal.gpt.model import GPTConfig, config_problem
 from polymodal.schema import parse_dataclass
 
 DEFAULT_VOCAB = GPTConfig().vocab_size
@@ -58,6 +58,9 @@ def parse_lm_recipe(raw: dict[str, Any], source: str = "recipe") -> LMRecipe:
         if "vocab_size" in model:
             raise ConfigError("model.vocab_size comes from the tokenizer; remove it")
         recipe.model = parse_dataclass(GPTConfig, model, "model")
+        problem = config_problem(recipe.model)
+        if problem:
+            raise ConfigError(f"model: {problem}")
         if recipe.trainer.monitor != "loss":
             raise ConfigError("trainer.monitor must be loss for a language model")
     except ConfigError as exc:
