@@ -101,12 +101,17 @@ class TrainerConfig:
     # One batch's inputs and activations live in memory at once: 65,536 small examples is already a full-batch
     # run on most tables; 10^8 (which used to pass) would allocate for every row of a table that large.
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    # muon: torch.optim.Muon (orthogonalised momentum) for the hidden weight matrices, AdamW for embeddings,
+    # norms, biases and output heads; one lr for both (Muon's step is scaled to AdamW's RMS).
+    optimizer: Literal["adamw", "sgd", "muon"] = "adamw"
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegFloat = 0.01
     momentum: NonNegFloat = 0.9
     # AdamW's second-moment decay; nanoGPT's small character models use 0.99 (faster to adapt, fewer steps).
     beta2: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999
+    # Muon only: Newton–Schulz iterations per step (torch's default 5; 3 is cheaper) and its momentum.
+    muon_ns_steps: Annotated[int, Field(ge=1, le=10)] = 5
+    muon_momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.95
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: NonNegInt = 0
     min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
