@@ -1,11 +1,14 @@
 """One generation step in as few tensor operations as possible: the next token's logits from the KV cache.
 
 At the shakespeare_char size (4 layers, width 128) a one-token step does almost no arithmetic (~0.8 M
-multiply-adds); its time is the fixed cost of each PyTorch operation and module call. ``GPT.forward`` with a
-cache runs ~650 ATen operations per token (views, generic masks, module calls); :class:`Decoder` runs the
-same computation with ~20 per layer on the model's own weight tensors (looked up once), reading and writing
-the same :class:`KVCache`, so a prompt is prefilled by ``forward`` and continued here (tests/test_gpt.py
-checks that both give the same logits). It covers every :class:`GPTConfig` option except cross-attention.
+multiply-adds); its time is the fixed cost of each PyTorch operation. ``GPT.forward`` with a cache runs ~650
+ATen operations per token (module calls, generic masks, views, ``F.linear``'s transposes); :class:`Decoder`
+runs the same computation on the model's weights, prepared once: transposed for ``torch.mm``/``addmm``; with
+rotary positions, the query/key rows also with each head's two halves swapped, so one product yields both a
+vector and its rotated partner (no ``roll``; RMS-normalising commutes with the swap), and the attention scale
+folded into the queries' rotation table. It reads and writes the same :class:`KVCache`, so a prompt is
+prefilled by ``forward`` and continued here (tests/test_gpt_rolling.py checks both give the same logits). It
+covers every :class:`GPTConfig` option except cross-attention.
 """
 
 from __future__ import annotations
@@ -14,71 +17,101 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from polymodal.gpt.cache import KVCache
 from polymodal.gpt.model import GPT
+
+
+def _mm(layer: nn.Linear, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(C_in, C_out) weight for ``x @ w`` (rows of the layer picked by ``rows``) and its bias."""
+    w, b = layer.weight.detach(), None if layer.bias is None else layer.bias.detach()
+    if rows is not None:
+        w, b = w[rows], None if b is None else b[rows]
+    return w.t().contiguous(), b
 
 
 class Decoder:
     """``Decoder(model)(token, cache)``: logits (B, V) after appending ``token`` (B,) at position
     ``cache.length``; updates ``cache``, which must already hold a position (prefilled by ``model.forward``).
 
-    The weights are captured when it is built: build a new one after changing the model.
+    The weights are copied when it is built: build a new one after changing the model.
     """
 
     def __init__(self, model: GPT) -> None:
         cfg = model.cfg
         self.model, self.cfg = model, cfg
-        self.c, self.h, self.d = cfg.n_embd, cfg.n_head, cfg.n_embd // cfg.n_head
-        self.scale = 1.0 / math.sqrt(self.d)
-        self.relu2 = cfg.mlp == "relu2"
+        c, h = cfg.n_embd, cfg.n_head
+        d = c // h
+        self.c, self.h, self.d = c, h, d
+        self.rotary = model.rotary is not None
+        self.scale = torch.tensor([1.0 / math.sqrt(d)])
+        j = torch.arange(c)
+        swapped = j - j % d + (j % d + d // 2) % d  # each head's halves exchanged: x -> roll(x, D/2)
+        # Rows of the fused projection: q, k, (q swapped, k swapped,) v.
+        rows = torch.cat([j, c + j, j[swapped], c + j[swapped], 2 * c + j]) if self.rotary else None
         self.layers = [
             (
-                (b.ln1.weight, b.ln1.bias),
-                (b.attn.qkv.weight, b.attn.qkv.bias),
-                (b.attn.proj.weight, b.attn.proj.bias),
-                (b.ln2.weight, b.ln2.bias),
-                (b.mlp[0].weight, b.mlp[0].bias),
-                (b.mlp[2].weight, b.mlp[2].bias),
+                (b.ln1.weight.detach(), None if b.ln1.bias is None else b.ln1.bias.detach()),
+                _mm(b.attn.qkv, rows),
+                _mm(b.attn.proj),
+                (b.ln2.weight.detach(), None if b.ln2.bias is None else b.ln2.bias.detach()),
+                _mm(b.mlp[0]),
+                _mm(b.mlp[2]),
             )
             for b in model.blocks
         ]
+        self.ln_f = (model.ln_f.weight.detach(), None if model.ln_f.bias is None else model.ln_f.bias.detach())
+        self.head = model.lm_head.weight.detach().t().contiguous()
+        self.relu2, self.qk_norm, self.cap = cfg.mlp == "relu2", cfg.qk_norm, cfg.logit_softcap
+
+    @staticmethod
+    def _linear(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+        return torch.mm(x, wb[0]) if wb[1] is None else torch.addmm(wb[1], x, wb[0])
 
     @torch.no_grad()
     def __call__(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        model, cfg, c, h, d = self.model, self.cfg, self.c, self.h, self.d
+        model, c, h, d = self.model, self.c, self.h, self.d
         pos = cache.length
         if not cache.rolling and pos + 1 > cache.capacity:
             raise ValueError(f"gpt: KV cache holds {cache.capacity} positions; {pos + 1} requested")
         b = token.shape[0]
         x = F.embedding(token, model.wte.weight)  # (B, C)
-        rope = model.rotary(pos, 1) if model.rotary is not None else None  # (1, D) cos, signed sin
-        if model.wpe is not None:
+        if self.rotary:
+            cos, sin = model.rotary(pos, 1)  # type: ignore[misc]  # (1, D) each
+            # (2, 1, D): row 0 rotates the queries and applies the attention scale, row 1 the keys.
+            cos, sin = torch.stack([cos * self.scale, cos]), torch.stack([sin * self.scale, sin])
+        elif model.wpe is not None:
             x = x + model.wpe.weight[pos]
-        elif rope is None:
+        else:
             x = x + model.pe[pos]
         slot, held = pos % cache.capacity, min(pos + 1, cache.capacity)
-        qk_norm = cfg.qk_norm
+        lin = self._linear
         for i, (ln1, qkv_w, proj, ln2, fc, out) in enumerate(self.layers):
             a = F.layer_norm(x, (c,), *ln1)
-            qkv = F.linear(a, *qkv_w).view(b, 3, h, d)
-            qk = qkv[:, :2]  # (B, 2, H, D): queries and keys normalised and rotated together
-            if qk_norm:
+            n_qk = 4 if self.rotary else 2
+            qkv = lin(a, qkv_w).view(b, n_qk + 1, h, d)
+            qk = qkv[:, :n_qk]  # (B, 2 or 4, H, D)
+            if self.qk_norm:
                 qk = F.rms_norm(qk, (d,))
-            if rope is not None:
-                qk = torch.addcmul(qk * rope[0], qk.roll(d // 2, dims=-1), rope[1])
+            if self.rotary:
+                qk = torch.addcmul(qk[:, :2] * cos, qk[:, 2:], sin)  # (B, 2, H, D); queries pre-scaled
+                q = qk[:, 0]
+            else:
+                q = qk[:, 0] * self.scale
             keys, values = cache.k[i], cache.v[i]  # (B, H, capacity, D)
             keys.select(2, slot).copy_(qk[:, 1])
-            values.select(2, slot).copy_(qkv[:, 2])
+            values.select(2, slot).copy_(qkv[:, n_qk])
             cache.n[i] = pos + 1
-            k = keys[:, :, :held].flatten(0, 1)  # (B·H, held, D)
-            scores = torch.bmm(k, qk[:, 0].reshape(b * h, d, 1)).mul_(self.scale).softmax(dim=1)  # (B·H, held, 1)
-            y = torch.bmm(scores.transpose(1, 2), values[:, :, :held].flatten(0, 1))  # (B·H, 1, D)
-            x = x + F.linear(y.view(b, c), *proj)
-            a = F.linear(F.layer_norm(x, (c,), *ln2), *fc)
+            if held < cache.capacity:
+                keys, values = keys.narrow(2, 0, held), values.narrow(2, 0, held)
+            scores = torch.bmm(keys.flatten(0, 1), q.reshape(b * h, d, 1)).softmax(dim=1)  # (B·H, held, 1)
+            y = torch.bmm(scores.transpose(1, 2), values.flatten(0, 1))  # (B·H, 1, D)
+            x = x + lin(y.view(b, c), proj)
+            a = lin(F.layer_norm(x, (c,), *ln2), fc)
             a = F.relu(a).square() if self.relu2 else F.gelu(a)
-            x = x + F.linear(a, *out)
-        logits = F.linear(F.layer_norm(x, (c,), model.ln_f.weight, model.ln_f.bias), model.lm_head.weight)
-        if cfg.logit_softcap:
-            logits = cfg.logit_softcap * torch.tanh(logits / cfg.logit_softcap)
+            x = x + lin(a, out)
+        logits = torch.mm(F.layer_norm(x, (c,), *self.ln_f), self.head)
+        if self.cap:
+            logits = self.cap * torch.tanh(logits / self.cap)
         return logits
