@@ -1,15 +1,25 @@
-"""polymodal's GPT against nanoGPT's shakespeare_char CPU run, side by side on this machine.
+"""polymodal's GPT against karpathy/nanoGPT's shakespeare_char CPU run, interleaved on this machine.
 
-    python benchmarks/gpt_vs_nanogpt.py [--recipe recipes/shakespeare_char.yaml] [--threads 2] [--out DIR]
+    python benchmarks/gpt_vs_nanogpt.py [--recipe recipes/shakespeare_char_fast.yaml] [--pairs 2]
+        [--threads 1] [--samples 3] [--per-process 3] [--out DIR] [--generation-only]
 
-Runs, one after the other and each in a fresh process with the same thread count:
-1. the peer, ``benchmarks/nanogpt_peer.py`` (nanoGPT's training loop and configuration re-implemented:
-   nanoGPT is not on PyPI and cannot be fetched here);
-2. ``polymodal train RECIPE``.
-Both train on tiny Shakespeare with the same 90/10 character split. Reported per side: wall time of the
-training loop (evaluations included) until its own periodic validation first reads ≤ 1.88, the total
-training time, and — outside the timed part — the loss on every non-overlapping 64-character window of the
-validation text, the same windows for both. Writes ``gpt_vs_nanogpt.json`` and a Markdown table to --out.
+Training: nanoGPT's own train.py (from a temporary copy of its repository, see ``nanogpt_real.py``: its
+config/train_shakespeare_char.py with the documented CPU overrides, 2,000 iterations) and ``polymodal train
+RECIPE`` run alternately — nanoGPT, polymodal, nanoGPT, polymodal, ... for ``--pairs`` pairs — each in a
+fresh process with ``OMP_NUM_THREADS`` = ``--threads``, on identical token ids (nanoGPT's prepare.py output
+is checked against polymodal's tokenizer). Time is each training loop's own clock, periodic evaluations
+included. Both final models (each side's kept checkpoint) are then scored, outside the timed part, on every
+non-overlapping 64-token window of the validation ids. Reported: the first periodic evaluation ≤ 1.88,
+total training seconds, last periodic and all-window losses, and per pair the ratio polymodal / nanoGPT.
+
+Generation (``--samples`` > 0): nanoGPT's own sample.py on its last checkpoint (500 tokens from "\\n",
+temperature 0.8, top-k 200; its ``generate`` crops the context to block_size and re-runs it per token) and
+polymodal's ``generate`` on its last run with the same settings and its KV cache, alternately, one process
+each per round drawing ``--per-process`` samples; tokens/s of the generate calls only (median over all).
+``--generation-only`` re-measures that part on the checkpoints a previous run left in --out.
+
+When no nanoGPT clone is available, the re-implemented peer ``benchmarks/nanogpt_peer.py`` runs instead
+(training only) and the output says so.
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -24,11 +36,16 @@ from pathlib import Path
 
 import torch
 
-from polymodal.kinds.lm.data import read_corpus
-from polymodal.kinds.lm.run import LMRun
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import nanogpt_real  # noqa: E402
+
+from polymodal.gpt.generate import stream  # noqa: E402
+from polymodal.gpt.tokenizer import CharTokenizer  # noqa: E402
+from polymodal.kinds.lm.data import read_corpus  # noqa: E402
+from polymodal.kinds.lm.run import LMRun  # noqa: E402
 
 TARGET = 1.88
-HERE = Path(__file__).resolve().parent
 
 
 def first_below(points: list[tuple[float, float]], target: float) -> float | None:
@@ -36,104 +53,155 @@ def first_below(points: list[tuple[float, float]], target: float) -> float | Non
     return next((s for s, v in points if v <= target), None)
 
 
-def run(cmd: list[str], threads: int) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def polymodal_train(recipe: str, run_dir: Path, threads: int) -> dict:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cmd = [sys.executable, "-m", "polymodal", "train", recipe, "--run-dir", str(run_dir)]
+    cmd += ["--set", f"trainer.threads={threads}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if done.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    return done.stdout
+    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    return {"curve": [(r["seconds"], r["val_loss"]) for r in rows], "train_seconds": rows[-1]["seconds"]}
 
 
-@torch.no_grad()
-def full_val_loss(run_dir: Path, text: str, block: int = 64) -> float:
-    """polymodal's best weights scored on the peer's windows (the last 10% of the text, 64 characters)."""
-    lm = LMRun(run_dir)
-    model, tok = lm.model, lm.tokenizer
-    val = torch.tensor(tok.encode(text[int(len(text) * 0.9) :]), dtype=torch.long)
+def peer_train(source: str, threads: int) -> dict:
+    """The re-implemented peer (fallback)."""
+    cmd = [sys.executable, str(HERE / "nanogpt_peer.py"), "--data", source, "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    lines = [json.loads(ln) for ln in done.stdout.splitlines()]
+    final = next(ln for ln in lines if ln.get("final"))
+    curve = [(e["seconds"], e["val"]) for e in lines if "iter" in e]
+    return {"curve": curve, "train_seconds": final["seconds"], "full_val_loss": final["full_val_loss"]}
+
+
+def windows(ids: list[int], block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    val = torch.tensor(ids, dtype=torch.long)
     n = (len(val) - 1) // block
-    x, y = val[: n * block].view(n, block), val[1 : n * block + 1].view(n, block)
-    total = 0.0
-    for i in range(0, n, 256):
-        total += float(model(x[i : i + 256], y[i : i + 256])[1]) * len(x[i : i + 256])
-    return total / n
+    return val[: n * block].view(n, block), val[1 : n * block + 1].view(n, block)
+
+
+def generate_worker(run_dir: str, samples: int, tokens: int, threads: int) -> None:
+    """Subprocess body: time polymodal's generate like sample.py's (print the seconds per sample)."""
+    torch.set_num_threads(threads)
+    lm = LMRun(run_dir)
+    prompt = torch.tensor([lm.tokenizer.encode("\n")])
+    gen = torch.Generator().manual_seed(1337)
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        out = list(stream(lm.model, prompt, tokens, temperature=0.8, top_k=200, generator=gen))
+        times.append(time.perf_counter() - t0)
+        assert len(out) == tokens
+    print("TIMES " + json.dumps(times))
+
+
+def polymodal_sample(run_dir: Path, threads: int, samples: int, tokens: int) -> list[float]:
+    cmd = [sys.executable, __file__, "--worker", str(run_dir), "--samples", str(samples), "--tokens", str(tokens)]
+    cmd += ["--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if done.returncode:
+        sys.exit(f"polymodal generation failed:\n{done.stderr[-2000:]}")
+    return json.loads(next(ln for ln in done.stdout.splitlines() if ln.startswith("TIMES "))[6:])
+
+
+def generation(tree: Path, out: Path, args: argparse.Namespace, lines: list[str]) -> dict:
+    """Alternate sample.py and polymodal generation processes; append the result to ``lines``."""
+    ng_dir, run_dir = out / f"nanogpt_{args.pairs - 1}", out / f"polymodal_{args.pairs - 1}"
+    load = os.getloadavg()[0]
+    ng_t: list[float] = []
+    pm_t: list[float] = []
+    for _ in range(args.samples):
+        ng_t += nanogpt_real.sample_timed(tree, ng_dir, args.threads, args.per_process, args.tokens)
+        pm_t += polymodal_sample(run_dir, args.threads, args.per_process, args.tokens)
+    ng_rate, pm_rate = args.tokens / statistics.median(ng_t), args.tokens / statistics.median(pm_t)
+    lines += [
+        "",
+        f"generation, {args.tokens} tokens from '\\n', temperature 0.8, top-k 200, {args.samples} alternating rounds "
+        f"of {args.per_process} samples per process (load {load:.1f} before, {os.getloadavg()[0]:.1f} after):",
+        f"nanoGPT sample.py {ng_rate:.0f} tokens/s, polymodal generate {pm_rate:.0f} tokens/s: "
+        f"{pm_rate / ng_rate:.1f}x (medians)",
+    ]
+    return {"nanogpt_seconds": ng_t, "polymodal_seconds": pm_t, "speedup": pm_rate / ng_rate}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default=str(HERE.parent / "recipes" / "shakespeare_char.yaml"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--recipe", default=str(HERE.parent / "recipes" / "shakespeare_char_fast.yaml"))
+    ap.add_argument("--pairs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--samples", type=int, default=3, help="generation rounds (0: skip the generation part)")
+    ap.add_argument("--per-process", type=int, default=3, help="samples per generation process")
+    ap.add_argument("--tokens", type=int, default=500)
+    ap.add_argument("--generation-only", action="store_true")
     ap.add_argument("--out", default="benchmark/gpt_vs_nanogpt")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    out = Path(args.out)
+    if args.worker:
+        return generate_worker(args.worker, args.samples, args.tokens, args.threads)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     text, source = read_corpus("tinyshakespeare")
-    load = os.getloadavg()[0]
-
-    lines = [
-        json.loads(ln)
-        for ln in run(
-            [sys.executable, str(HERE / "nanogpt_peer.py"), "--data", source, "--threads", str(args.threads)],
-            args.threads,
-        ).splitlines()
+    cut = int(len(text) * 0.9)
+    tok = CharTokenizer().fit(text[:cut])
+    train_ids, val_ids = tok.encode(text[:cut]), tok.encode(text[cut:])
+    x, y = windows(val_ids)
+    tree = nanogpt_real.extract()
+    if args.generation_only:
+        if tree is None:
+            sys.exit("--generation-only needs a nanoGPT clone (see benchmarks/nanogpt_real.py)")
+        nanogpt_real.prepare(tree, source, train_ids, val_ids)  # sample.py reads its meta.pkl
+        lines = [f"peer: karpathy/nanoGPT {nanogpt_real.commit()}; {args.threads} thread(s) per side"]
+        result = generation(tree, out, args, lines)
+        shutil.rmtree(tree, ignore_errors=True)
+        (out / "generation.json").write_text(json.dumps(result, indent=2))
+        (out / "generation.md").write_text("\n".join(lines) + "\n")
+        return print("\n".join(lines))
+    peer = f"karpathy/nanoGPT {nanogpt_real.commit()} (its train.py)" if tree else "re-implemented peer (fallback)"
+    if tree:
+        nanogpt_real.prepare(tree, source, train_ids, val_ids)
+    lines = [f"peer: {peer}; {args.threads} thread(s) per side; load average at start {os.getloadavg()[0]:.1f}", ""]
+    lines += [
+        f"| pair | side | first periodic val ≤ {TARGET} (s) | training s | last periodic val | val, all windows |",
+        "|---|---|---|---|---|---|",
     ]
-    evals = [ln for ln in lines if "iter" in ln]
-    final = next(ln for ln in lines if ln.get("final"))
-    peer = {
-        "curve": [(e["seconds"], e["val"]) for e in evals],
-        "seconds_to_target": first_below([(e["seconds"], e["val"]) for e in evals], TARGET),
-        "train_seconds": final["seconds"],
-        "last_val_estimate": evals[-1]["val"],
-        "full_val_loss": final["full_val_loss"],
-    }
-
-    run_dir = out / "polymodal_run"
-    t0 = time.perf_counter()
-    run(
-        [
-            sys.executable,
-            "-m",
-            "polymodal",
-            "train",
-            args.recipe,
-            "--run-dir",
-            str(run_dir),
-            "--set",
-            f"trainer.threads={args.threads}",
-        ],
-        args.threads,
-    )
-    wall = time.perf_counter() - t0
-    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-    ours = {
-        "curve": [(r["seconds"], r["val_loss"]) for r in rows],
-        "seconds_to_target": first_below([(r["seconds"], r["val_loss"]) for r in rows], TARGET),
-        "train_seconds": rows[-1]["seconds"],
-        "process_seconds": round(wall, 1),
-        "last_val_estimate": rows[-1]["val_loss"],
-        "full_val_loss": full_val_loss(run_dir, text),
-    }
-    result = {"threads": args.threads, "load_before": load, "recipe": args.recipe, "nanogpt": peer, "polymodal": ours}
-    (out / "gpt_vs_nanogpt.json").write_text(json.dumps(result, indent=2))
-
-    def fmt(v: float | None) -> str:
-        return "not reached" if v is None else f"{v:.1f}"
-
-    table = [
-        f"tiny Shakespeare, char-level, {args.threads} threads, load average {load:.1f} at start",
+    results = []
+    for pair in range(args.pairs):
+        if tree:
+            ng_dir = out / f"nanogpt_{pair}"
+            shutil.rmtree(ng_dir, ignore_errors=True)
+            ng = nanogpt_real.train(tree, ng_dir, args.threads)
+            ng["full_val_loss"] = nanogpt_real.full_val_loss(nanogpt_real.load_model(tree, ng_dir), x, y)
+        else:
+            ng = peer_train(source, args.threads)
+        run_dir = out / f"polymodal_{pair}"
+        pm = polymodal_train(args.recipe, run_dir, args.threads)
+        pm["full_val_loss"] = nanogpt_real.full_val_loss(LMRun(run_dir).model, x, y)
+        for side, r in (("nanoGPT", ng), ("polymodal", pm)):
+            r["seconds_to_target"] = first_below(r["curve"], TARGET)
+            reach = r["seconds_to_target"]
+            lines.append(
+                f"| {pair + 1} | {side} | {'not reached' if reach is None else f'{reach:.1f}'} | "
+                f"{r['train_seconds']:.1f} | {r['curve'][-1][1]:.4f} | {r['full_val_loss']:.4f} |"
+            )
+        results.append({"nanogpt": ng, "polymodal": pm, "load": os.getloadavg()[0]})
+        print(lines[-2] + "\n" + lines[-1], flush=True)
+    ratios = [r["polymodal"]["train_seconds"] / r["nanogpt"]["train_seconds"] for r in results]
+    lines += [
         "",
-        f"| | seconds to val ≤ {TARGET} | training seconds | last periodic val | val loss, all windows |",
-        "|---|---|---|---|---|",
+        "polymodal training time / nanoGPT training time, per pair: " + ", ".join(f"{v:.2f}" for v in ratios),
+        "(nanoGPT's 2,000 iterations are its whole run; where it ends above 1.88 its time to 1.88 is longer still)",
     ]
-    for name, r in (("nanoGPT (peer)", peer), ("polymodal", ours)):
-        table.append(
-            f"| {name} | {fmt(r['seconds_to_target'])} | {r['train_seconds']:.1f} | "
-            f"{r['last_val_estimate']:.4f} | {r['full_val_loss']:.4f} |"
-        )
-    if peer["seconds_to_target"] and ours["seconds_to_target"]:
-        ratio = ours["seconds_to_target"] / peer["seconds_to_target"]
-        table.append(f"\ntime to target, polymodal / nanoGPT: {ratio:.2f}")
-    (out / "gpt_vs_nanogpt.md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+    summary: dict = {"peer": peer, "threads": args.threads, "recipe": args.recipe, "train": results, "ratios": ratios}
+    if tree and args.samples:
+        summary["generation"] = generation(tree, out, args, lines)
+    if tree:
+        shutil.rmtree(tree, ignore_errors=True)
+    (out / "gpt_vs_nanogpt.json").write_text(json.dumps(summary, indent=2))
+    (out / "gpt_vs_nanogpt.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,17 @@ class Decoder:
         self.ln_f = (model.ln_f.weight.detach(), None if model.ln_f.bias is None else model.ln_f.bias.detach())
         self.head = model.lm_head.weight.detach().t().contiguous()
         self.relu2, self.qk_norm, self.cap = cfg.mlp == "relu2", cfg.qk_norm, cfg.logit_softcap
+        if self.rotary:
+            self._tables(cfg.block_size)
+
+    def _tables(self, length: int) -> None:
+        """(2, L, D) cos and signed sin for positions < ``length`` (at least): row 0 rotates the queries and
+        applies the attention scale, row 1 rotates the keys."""
+        rotary = self.model.rotary
+        assert rotary is not None
+        rotary(0, length)  # grows the model's tables when they are shorter
+        cos, sin = rotary.cos, rotary.sin
+        self.tables = (torch.stack([cos * self.scale, cos]), torch.stack([sin * self.scale, sin]))
 
     @staticmethod
     def _linear(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
@@ -78,9 +89,9 @@ class Decoder:
         b = token.shape[0]
         x = F.embedding(token, model.wte.weight)  # (B, C)
         if self.rotary:
-            cos, sin = model.rotary(pos, 1)  # type: ignore[misc]  # (1, D) each
-            # (2, 1, D): row 0 rotates the queries and applies the attention scale, row 1 the keys.
-            cos, sin = torch.stack([cos * self.scale, cos]), torch.stack([sin * self.scale, sin])
+            if pos >= self.tables[0].shape[1]:
+                self._tables(pos + 1)
+            cos, sin = self.tables[0][:, pos : pos + 1], self.tables[1][:, pos : pos + 1]  # (2, 1, D)
         elif model.wpe is not None:
             x = x + model.wpe.weight[pos]
         else:
