@@ -104,3 +104,16 @@ def test_lm_recipe_errors(corpus, tmp_path):
         api.train(bad, tmp_path / "a")
     with pytest.raises(DataError, match="neither a built-in"):
         api.train(lm_recipe(str(tmp_path / "nope.txt")), tmp_path / "b")
+
+
+def test_rotary_muon_run_trains_and_generates_past_its_block_with_the_rolling_cache(corpus, tmp_path):
+    raw = lm_recipe(corpus)
+    raw["model"].update(positions="rotary", qk_norm=True, logit_softcap=15.0)
+    raw["trainer"].update(optimizer="muon", muon_ns_steps=3, lr=0.01, epochs=2)
+    res = api.train(raw, tmp_path / "fast")
+    rows = [json.loads(line) for line in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"] < math.log(LMRun(res.run_dir).tokenizer.vocab_size)
+    args = ["generate", str(res.run_dir), "--prompt", "The ", "--max-tokens", "80", "--temperature", "0"]
+    cached, uncached = CliRunner().invoke(app, args), CliRunner().invoke(app, [*args, "--no-cache"])
+    assert cached.exit_code == 0, cached.output
+    assert cached.output == uncached.output and len(cached.output) > 80  # 84 characters: past block_size 32
