@@ -99,3 +99,16 @@ def test_rotary_needs_an_even_head_width():
         parse_lm_recipe(raw)
     with pytest.raises(ValueError, match="start= needs positions: rotary"):
         GPT(GPTConfig(n_layer=1)).eval()(torch.zeros(1, 2, dtype=torch.long), start=3)
+
+
+def test_the_decoder_is_kept_per_model_and_rebuilt_after_the_weights_change():
+    model = peaked()
+    prompt = torch.randint(23, (1, 3))
+    before = generate(model, prompt, 12, temperature=0.0)
+    kept = model.__dict__["_decoder"][1]
+    assert generate(model, prompt, 12, temperature=0.0) == before and model.__dict__["_decoder"][1] is kept
+    with torch.no_grad():
+        model.blocks[0].mlp[0].weight.mul_(-1.0)  # an in-place change, as an optimiser step makes
+    after = generate(model, prompt, 12, temperature=0.0)
+    assert model.__dict__["_decoder"][1] is not kept
+    assert after == generate(model, prompt, 12, temperature=0.0, use_cache=False)

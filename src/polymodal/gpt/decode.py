@@ -35,7 +35,8 @@ class Decoder:
     """``Decoder(model)(token, cache)``: logits (B, V) after appending ``token`` (B,) at position
     ``cache.length``; updates ``cache``, which must already hold a position (prefilled by ``model.forward``).
 
-    The weights are copied when it is built: build a new one after changing the model.
+    The weights are copied when it is built (a second copy of the model's matrices): use :func:`decoder_for`,
+    which keeps one per model and rebuilds it when a parameter has changed or moved.
     """
 
     def __init__(self, model: GPT) -> None:
@@ -126,3 +127,19 @@ class Decoder:
         if self.cap:
             logits = self.cap * torch.tanh(logits / self.cap)
         return logits
+
+
+def _stamp(model: GPT) -> tuple:
+    """Changes when any parameter is modified in place (optimiser steps, ``load_state_dict``) or moved."""
+    params = list(model.parameters())
+    return (params[0].device, params[0].dtype, *(p._version for p in params), *(p.data_ptr() for p in params))
+
+
+def decoder_for(model: GPT) -> Decoder:
+    """The model's :class:`Decoder`, built on first use and again only after its weights changed."""
+    stamp = _stamp(model)
+    cached = model.__dict__.get("_decoder")
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, Decoder(model))
+        model.__dict__["_decoder"] = cached
+    return cached[1]

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
-from polymodal.gpt.decode import Decoder
+from polymodal.gpt.decode import Decoder, decoder_for
 from polymodal.gpt.model import GPT, KVCache
 
 
@@ -71,7 +71,13 @@ class Stepper:
         self.rolling = model.rotary is not None and prefix is None
         self.reach = cfg.n_layer * (cfg.block_size - 1) + 1  # the newest token's receptive field
         self.cache: KVCache | None = None
-        self.decode = Decoder(model)  # one new token after a filled cache, without memory
+        self._decoder: Decoder | None = None
+
+    def decode(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One new token after a filled cache, without memory, through the model's lean :class:`Decoder`."""
+        if self._decoder is None:
+            self._decoder = decoder_for(self.model)
+        return self._decoder(token, cache)
 
     def __call__(self, idx: torch.Tensor, new: int) -> torch.Tensor:
         """Logits (B, V) after ``idx`` (B, T), whose last ``new`` tokens have not been seen yet."""
