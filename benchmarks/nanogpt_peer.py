@@ -1,7 +1,8 @@
-"""The peer for benchmarks/gpt_vs_nanogpt.py: nanoGPT's shakespeare_char CPU run, re-implemented.
+"""The fallback peer for benchmarks/gpt_vs_nanogpt.py: nanoGPT's shakespeare_char CPU run, re-implemented.
 
-nanoGPT is not on PyPI and this machine cannot fetch it, so this file re-creates, from its published
-configuration and description, what ``python train.py config/train_shakespeare_char.py --device=cpu
+The benchmark runs karpathy/nanoGPT's own train.py when a clone is available (benchmarks/nanogpt_real.py);
+only without one does it run this file, which re-creates, from nanoGPT's published configuration and code,
+what ``python train.py config/train_shakespeare_char.py --device=cpu
 --compile=False --eval_iters=20 --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0`` does:
 
