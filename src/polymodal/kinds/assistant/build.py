@@ -1,0 +1,56 @@
+"""Building an assistant's model from its recipe, and starting its decoder from a pretrained language model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from polymodal.gpt.model import GPT, GPTConfig
+from polymodal.kinds.assistant.model import AssistantModel
+from polymodal.kinds.assistant.recipe import AssistantRecipe
+from polymodal.kinds.assistant.tokens import ChatFormat
+from polymodal.registry import ENCODERS
+
+
+def gpt_config(recipe: AssistantRecipe, vocab_size: int, base: dict[str, Any] | None = None) -> GPTConfig:
+    """The decoder's shape: the recipe's, or a pretrained LM's (``base``, its meta's model) with the recipe's
+    block size and dropout and the vocabulary grown by the special tokens."""
+    m = recipe.model
+    if base is not None:
+        return GPTConfig(**{**base, "vocab_size": vocab_size, "block_size": m.block_size, "dropout": m.dropout})
+    return GPTConfig(
+        vocab_size=vocab_size, block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
+        dropout=m.dropout,
+    )  # fmt: skip
+
+
+def build_assistant(
+    recipe: AssistantRecipe,
+    fmt: ChatFormat,
+    in_shapes: dict[str, Any],
+    contexts: dict[str, dict[str, Any]],
+    cfg: GPTConfig,
+) -> AssistantModel:
+    encoders = {
+        s.name: ENCODERS.build(s.encoder.name, s.encoder.params, in_shape=tuple(in_shapes[s.name]), **contexts[s.name])
+        for s in recipe.inputs
+    }
+    placeholders = {n: fmt.placeholder(n) for n in fmt.inputs}
+    return AssistantModel(encoders, GPT(cfg), placeholders, fmt.k, recipe.model.projector, fmt.end)
+
+
+@torch.no_grad()
+def load_pretrained(gpt: GPT, state: dict[str, torch.Tensor]) -> None:
+    """Copy a language model's weights into ``gpt``: every tensor of the same shape, and the leading rows of the
+    token and position tables (the special tokens and any extra positions keep their fresh init)."""
+    own = gpt.state_dict()
+    for name, value in state.items():
+        if name not in own:
+            continue
+        target = own[name]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif name in ("wte.weight", "wpe.weight", "lm_head.weight") and target.shape[1:] == value.shape[1:]:
+            n = min(len(target), len(value))
+            target[:n].copy_(value[:n])
