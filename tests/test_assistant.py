@@ -202,3 +202,32 @@ def test_start_from_a_language_model_run(example, tmp_path):
     assert w.shape[0] == n + len(qa.fmt.specials)
     assert torch.allclose(w[:n], base.model.wte.weight, atol=1e-4)
     assert torch.allclose(qa.model.gpt.wpe.weight[:32], base.model.wpe.weight, atol=1e-4)
+
+
+def test_clipart_and_basicmotions_qa_builders(tmp_path):
+    """Real-format copies: a tiny clipart folder (captions.csv + PNGs) and, when present, UEA BasicMotions."""
+    from polymodal.data.datasets.basicmotions_qa import BasicMotionsQA
+    from polymodal.data.datasets.clipart_qa import PARAPHRASES, ClipartQA
+    from polymodal.data.datasets.uea import uea_dir
+
+    (tmp_path / "images").mkdir()
+    lines = ["image,title,keywords,description,category"]
+    for i in range(40):
+        category = ["animals", "signs_and_symbols"][i % 2]
+        Image.fromarray(np.full((8, 8, 3), i * 6, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        lines.append(f"images/{i}.png,Red Fox {i},fox,a fox,{category}")
+    (tmp_path / "captions.csv").write_text("\n".join(lines) + "\n")
+    frame = ClipartQA(str(tmp_path), 1, 0.1, 0.2, 0).load().frame
+    assert set(frame["qtype"]) == {"category", "title"}
+    assert set(frame.loc[frame.qtype == "category", "answer"]) == {"animals", "signs and symbols"}
+    assert set(frame.loc[frame.qtype == "title", "answer"]) == {"red"}
+    assert frame["image"].map(lambda p: p.startswith(str(tmp_path))).all()
+    held = {p[-1] for p in PARAPHRASES.values()}
+    assert not frame[frame["split"] != "test"]["question"].isin(held).any()
+    assert frame[frame["split"] == "test"]["question"].isin(held).any()
+    if uea_dir("BasicMotions", None) is None:
+        pytest.skip("no local UEA BasicMotions copy")
+    bm = BasicMotionsQA(None, 0.2, 0).load().frame
+    assert (bm.groupby("split")["example"].nunique().to_dict()) == {"test": 40, "train": 32, "val": 8}
+    assert set(bm.loc[bm.qtype == "moving", "answer"]) == {"yes", "no"}
+    assert (bm.loc[bm.answer == "no", "accel_label"].str.lower() == "standing").all()
