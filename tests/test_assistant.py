@@ -3,6 +3,8 @@ with the KV cache, chat (window, bad input) in Python and in the terminal, and s
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from PIL import Image
 
 from polymodal import api
 from polymodal.data.datasets.avdigits_qa import PARAPHRASES, AVDigitsQA, held_out_combination
-from polymodal.errors import DataError
+from polymodal.errors import CheckpointError, DataError
 from polymodal.gpt.tokenizer import CharTokenizer
 from polymodal.kinds.assistant.tokens import ChatFormat, Turn
 from polymodal.kinds.base import kind_named
@@ -231,3 +233,28 @@ def test_clipart_and_basicmotions_qa_builders(tmp_path):
     assert (bm.groupby("split")["example"].nunique().to_dict()) == {"test": 40, "train": 32, "val": 8}
     assert set(bm.loc[bm.qtype == "moving", "answer"]) == {"yes", "no"}
     assert (bm.loc[bm.answer == "no", "accel_label"].str.lower() == "standing").all()
+
+
+def test_encoders_from_a_supervised_run_start_and_stay_frozen(example, trained_run, tmp_path):
+    """encoders_from copies a supervised run's encoders and fitted transforms; freeze_encoders keeps them."""
+    from conftest import tiny_recipe
+    from safetensors.torch import load_file
+
+    raw = kind_named("assistant").example(example[1] / "enc")
+    raw["inputs"] = tiny_recipe(trained_run)["inputs"]  # the supervised run's settings
+    raw.update(encoders_from=str(trained_run), freeze_encoders=True)
+    api.train(raw, tmp_path / "qa")
+    theirs, ours = (
+        load_file(str(trained_run / "weights.safetensors")),
+        load_file(str(tmp_path / "qa" / "weights.safetensors")),
+    )
+    shared = [k for k in theirs if k.startswith("encoders.")]
+    assert shared and all(torch.equal(theirs[k], ours[k]) for k in shared)
+    assert json.loads((tmp_path / "qa" / "transforms.json").read_text()) == {
+        k: v for k, v in json.loads((trained_run / "transforms.json").read_text()).items() if k in ("image", "audio")
+    }
+    raw["inputs"][1]["encoder"]["width"] = 8
+    with pytest.raises(CheckpointError, match="does not fit"):
+        api.train(raw, tmp_path / "bad")
+    with pytest.raises(CheckpointError, match="supervised run"):
+        api.train({**raw, "encoders_from": str(example[0])}, tmp_path / "bad2")

@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
+from polymodal.errors import CheckpointError
 from polymodal.gpt.model import GPT, GPTConfig
 from polymodal.kinds.assistant.model import AssistantModel
 from polymodal.kinds.assistant.recipe import AssistantRecipe
 from polymodal.kinds.assistant.tokens import ChatFormat
 from polymodal.registry import ENCODERS
+from polymodal.runs import RunDir
 
 
 def gpt_config(recipe: AssistantRecipe, vocab_size: int, base: dict[str, Any] | None = None) -> GPTConfig:
@@ -54,3 +58,40 @@ def load_pretrained(gpt: GPT, state: dict[str, torch.Tensor]) -> None:
         elif name in ("wte.weight", "wpe.weight", "lm_head.weight") and target.shape[1:] == value.shape[1:]:
             n = min(len(target), len(value))
             target[:n].copy_(value[:n])
+
+
+def supervised_encoders(path: str, names: list[str]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """``({input: encoder state}, {input: transform state})`` of the inputs ``names`` that a finished supervised
+    run also has (it keeps each encoder under ``encoders.<input>.``)."""
+    run = RunDir(path)
+    run.require("transforms.json", "weights.safetensors", needs="encoders_from needs a finished supervised run")
+    if run.kind != "supervised":
+        raise CheckpointError(f"encoders_from: {path} is a kind: {run.kind} run; give a supervised run")
+    try:
+        state = load_file(str(run.weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"encoders_from: cannot read {run.weights}: {exc}") from None
+    encoders = {}
+    for name in names:
+        prefix = f"encoders.{name}."
+        found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if found:
+            encoders[name] = found
+    if not encoders:
+        raise CheckpointError(
+            f"encoders_from: {path} has no encoder for any of this recipe's inputs ({', '.join(names)})"
+        )
+    transforms = run.read_json("transforms.json")
+    return encoders, {n: transforms[n] for n in encoders if n in transforms}
+
+
+def load_encoders(model: AssistantModel, states: dict[str, dict[str, torch.Tensor]], source: str) -> None:
+    for name, state in states.items():
+        own = model.encoders[name].state_dict()
+        bad = set(own) ^ set(state) or {k for k in own if own[k].shape != state[k].shape}
+        if bad:
+            raise CheckpointError(
+                f"encoders_from: the encoder of '{name}' in {source} does not fit this recipe's ({sorted(bad)[:3]}); "
+                f"use the encoder and preprocessing settings of {source}/recipe.yaml"
+            )
+        model.encoders[name].load_state_dict(state)

@@ -134,9 +134,12 @@ def qa_table(recipe: AssistantRecipe) -> Any:
     return table
 
 
-def build_qa_data(recipe: AssistantRecipe, base_tokenizer: Any = None) -> QAData:
+def build_qa_data(
+    recipe: AssistantRecipe, base_tokenizer: Any = None, transform_states: dict[str, Any] | None = None
+) -> QAData:
     """The QA table of ``recipe.data.dataset`` as token sequences and input tensors, the tokenizer fitted on
-    the training questions and answers unless ``base_tokenizer`` (a pretrained LM's) is given."""
+    the training questions and answers unless ``base_tokenizer`` (a pretrained LM's) is given, and each input's
+    transform fitted on the training examples unless ``transform_states`` has it."""
     table = qa_table(recipe)
     frame = table.frame
     train_rows = frame[frame["split"] == "train"]
@@ -148,7 +151,10 @@ def build_qa_data(recipe: AssistantRecipe, base_tokenizer: Any = None) -> QAData
     columns = {s.name: s.column for s in recipe.inputs}
     firsts = train_rows.drop_duplicates("example")
     for s in recipe.inputs:
-        transforms[s.name].fit(firsts[s.column].tolist())
+        if transform_states and s.name in transform_states:  # fitted by the run the encoder comes from
+            transforms[s.name].load_state_dict(transform_states[s.name])
+        else:
+            transforms[s.name].fit(firsts[s.column].tolist())
     media = Media(frame, columns, transforms)
     block, names = recipe.model.block_size, tuple(fmt.inputs)
 

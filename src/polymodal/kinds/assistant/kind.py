@@ -17,7 +17,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from polymodal.kinds.assistant.build import build_assistant, gpt_config, load_pretrained
+from polymodal.kinds.assistant.build import (
+    build_assistant,
+    gpt_config,
+    load_encoders,
+    load_pretrained,
+    supervised_encoders,
+)
 from polymodal.kinds.assistant.data import build_qa_data
 from polymodal.kinds.assistant.recipe import AssistantRecipe, assistant_recipe_to_dict, parse_assistant_recipe
 from polymodal.kinds.assistant.run import AssistantRun
@@ -38,7 +44,7 @@ class AssistantKind(RunKind):
     verbs = frozenset({"evaluate", "report", "chat", "serve"})
     on_device = True
     why_not = {"export": "an assistant writes its answers token by token in a decode loop, which export does not cover"}
-    paths = ("init_from", "data.options.fsdd_dir")
+    paths = ("init_from", "encoders_from", "data.options.fsdd_dir")
 
     def parse(self, raw: dict[str, Any], source: str) -> AssistantRecipe:
         return parse_assistant_recipe(raw, source)
@@ -56,7 +62,9 @@ class AssistantKind(RunKind):
             recipe.model = dataclasses.replace(
                 recipe.model, n_layer=m["n_layer"], n_head=m["n_head"], n_embd=m["n_embd"]
             )
-        data = build_qa_data(recipe, base.tokenizer if base is not None else None)
+        names = [s.name for s in recipe.inputs]
+        encoders, states = supervised_encoders(recipe.encoders_from, names) if recipe.encoders_from else ({}, {})
+        data = build_qa_data(recipe, base.tokenizer if base is not None else None, states)
         if callback and dist.is_main:
             sizes = {"train conversations": len(data.train), "val questions": len(data.val), "test": len(data.test)}
             callback("data", source=data.source, sizes=sizes)
@@ -67,6 +75,9 @@ class AssistantKind(RunKind):
         model = build_assistant(recipe, data.fmt, in_shapes, contexts, cfg)
         if base is not None and not resume:
             load_pretrained(model.gpt, base.model.state_dict())
+        if encoders and not resume:
+            load_encoders(model, encoders, str(recipe.encoders_from))
+        model.freeze_encoders(recipe.freeze_encoders)
         meta = {
             "model": dataclasses.asdict(cfg),
             "in_shapes": in_shapes,
@@ -76,6 +87,7 @@ class AssistantKind(RunKind):
             "parameters": sum(p.numel() for p in model.parameters()),
             "seed": recipe.seed,
             "init_from": recipe.init_from,
+            "encoders_from": recipe.encoders_from,
         }
         if dist.is_main:
             if not resume:

@@ -54,6 +54,20 @@ class AssistantModel(nn.Module):
             {n: projector(projector_kind, e.out_dim, k, c, gpt.cfg.dropout) for n, e in encoders.items()}
         )
         self.gpt, self.placeholders, self.k, self.end = gpt, placeholders, k, end
+        self.frozen = False
+
+    def freeze_encoders(self, frozen: bool = True) -> None:
+        """Keep the encoders as they are (no gradient, batch-norm statistics fixed: always in eval mode)."""
+        self.frozen = frozen
+        for p in self.encoders.parameters():
+            p.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> AssistantModel:
+        super().train(mode)
+        if self.frozen:
+            self.encoders.eval()
+        return self
 
     def embed(
         self, tokens: torch.Tensor, inputs: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None

@@ -54,6 +54,10 @@ class AssistantRecipe:
     model: AssistantModelConfig = field(default_factory=AssistantModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     init_from: str | None = None  # a finished kind: lm run: its tokenizer and decoder weights are the start
+    # A finished supervised run whose encoders (and fitted transforms) start the inputs of the same name; its
+    # preprocessing and encoder settings must be these. freeze_encoders keeps them as they are.
+    encoders_from: str | None = None
+    freeze_encoders: bool = False
 
 
 def parse_assistant_recipe(raw: dict[str, Any], source: str = "recipe") -> AssistantRecipe:
@@ -66,6 +70,8 @@ def parse_assistant_recipe(raw: dict[str, Any], source: str = "recipe") -> Assis
         )
         if recipe.model.n_embd % recipe.model.n_head:
             raise ConfigError(f"model.n_embd {recipe.model.n_embd} must be divisible by model.n_head")
+        if recipe.freeze_encoders and not recipe.encoders_from:
+            raise ConfigError("freeze_encoders: needs encoders_from (a run whose encoders are trained)")
         if recipe.trainer.monitor == "macro_f1":
             raise ConfigError("trainer.monitor: an assistant run monitors accuracy (exact match) or loss")
     except ConfigError as exc:
