@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from polymodal.gpt.tokenizer import load_tokenizer
 from polymodal.kinds.assistant.build import (
     build_assistant,
     gpt_config,
@@ -64,7 +65,10 @@ class AssistantKind(RunKind):
             )
         names = [s.name for s in recipe.inputs]
         encoders, states = supervised_encoders(recipe.encoders_from, names) if recipe.encoders_from else ({}, {})
-        data = build_qa_data(recipe, base.tokenizer if base is not None else None, states)
+        tokenizer = base.tokenizer if base is not None else None
+        if resume and (run / "tokenizer.json").is_file():  # the ids the checkpoint was trained with
+            tokenizer = load_tokenizer(run.read_json("tokenizer.json")["base"])
+        data = build_qa_data(recipe, tokenizer, states)
         if callback and dist.is_main:
             sizes = {"train conversations": len(data.train), "val questions": len(data.val), "test": len(data.test)}
             callback("data", source=data.source, sizes=sizes)
