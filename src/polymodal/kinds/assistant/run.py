@@ -64,7 +64,9 @@ class AssistantRun:
         try:
             x = self.transforms[name](value)
         except DataError as exc:
-            raise DataError(f"{name}: {exc} (is it a {self.modalities[name]} file?)") from None
+            modality = self.modalities[name]
+            article = "an" if modality[0] in "aeiou" else "a"
+            raise DataError(f"{name}: {exc} (is it {article} {modality} file?)") from None
         expected = tuple(self.meta["in_shapes"][name])
         if tuple(x.shape) != expected:
             raise DataError(f"{name}: got shape {tuple(x.shape)}, the model expects {expected}")

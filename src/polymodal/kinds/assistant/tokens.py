@@ -55,7 +55,7 @@ class ChatFormat:
         if found:
             token = found.group()
             hint = (
-                f"attach a file for it instead (/{token[1:-1]} PATH in chat, a '{token[1:-1]}' field over HTTP)"
+                f"attach a file for it instead (/{token[1:-1]} PATH in chat, the '{token[1:-1]}' field over HTTP)"
                 if token[1:-1] in self.inputs
                 else "special tokens cannot be typed"
             )
