@@ -108,7 +108,9 @@ class AssistantModel(nn.Module):
     @staticmethod
     def exact(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Per row: every scored token predicted. Teacher-forced argmax equals greedy decoding exactly when all
-        of a row's answer tokens are right (each step then sees the same context), so this is greedy exact match."""
+        of a row's answer tokens are right (each step then sees the same context), so this is greedy exact
+        match (up to float near-ties between two tokens, which the batched pass and cached decoding may round
+        differently)."""
         return ((predictions == targets) | (targets == -1)).all(axis=1)
 
     def metrics(self, predictions: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
