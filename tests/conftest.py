@@ -96,6 +96,19 @@ def trained_run(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return run
 
 
+@pytest.fixture(scope="session")
+def assistant_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The assistant kind's example recipe (tone WAVs in FSDD's file naming + real MNIST), trained once:
+    (run directory, the folder holding its data)."""
+    from polymodal.kinds.base import kind_named
+
+    folder = tmp_path_factory.mktemp("assistant")
+    raw = kind_named("assistant").example(folder)
+    raw["trainer"]["epochs"] = 2
+    api.train(raw, folder / "run")
+    return folder / "run", folder
+
+
 def epochs_of(run: Path) -> list[dict]:
     """The rows of a run's metrics.jsonl, one per finished epoch."""
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -120,8 +120,8 @@ def test_usage_errors_through_the_installed_command_have_no_traceback():
     res = run("trian")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [
-        "error: unknown command 'trian' — did you mean 'train'? (commands: benchmark, datasets, evaluate, export, "
-        "federated, fit, generate, hyperopt, init, predict, report, sample, serve, train); see polymodal --help"
+        "error: unknown command 'trian' — did you mean 'train'? (commands: benchmark, chat, datasets, evaluate, "
+        "export, federated, fit, generate, hyperopt, init, predict, report, sample, serve, train); see polymodal --help"
     ]
 
 

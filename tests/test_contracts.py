@@ -337,6 +337,7 @@ VERB_ARGS = {
     "predict": ["--image", "x.png"],
     "generate": ["--prompt", "x"],
     "sample": ["--label", "1"],
+    "chat": ["--message", "hello"],
     "export": ["--no-eval"],
     "serve": ["--port", "8765"],
 }

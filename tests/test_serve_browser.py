@@ -79,3 +79,53 @@ def test_demo_page_predicts_an_uploaded_digit_and_draws_its_saliency(trained_run
             assert page.inner_text("#error").startswith("422: input 'image'")
         finally:
             browser.close()
+
+
+def test_chat_panel_answers_about_dropped_files_and_shows_errors(assistant_run, tmp_path):
+    """An assistant run's page: pick a real PNG and WAV, ask, read the streamed answer (the same greedy answer the
+    Python chat gives); a typed special token and a file of the wrong kind are one-line errors, and the chat goes
+    on with its history (the second answer matches a Python chat that had the first turn)."""
+    from conftest import mnist_digits
+    from PIL import Image
+
+    run, folder = assistant_run
+    image, audio = tmp_path / "five.png", next((folder / "fsdd" / "recordings").glob("5_*"))
+    Image.fromarray(mnist_digits(5, 1)[0]).save(image)
+    expected = api.load(run, "chat").chat()
+    expected.attach("image", str(image))
+    expected.attach("audio", str(audio))
+    first = "".join(expected.ask("What is their sum?"))
+    second = "".join(expected.ask("Which is larger?"))
+    with Running(create_app(run)) as server, sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        browser = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, timeout=60_000
+        )
+        try:
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            page.wait_for_selector("#chat:not([hidden])")
+            assert page.is_hidden("#form")
+            page.set_input_files("#chat-file", [str(image), str(audio)])
+            assert "image: five.png" in page.inner_text("#attached") and audio.name in page.inner_text("#attached")
+            page.fill("#message", "What is their sum?")
+            page.click("#send")
+            page.wait_for_selector(".turn.answer[data-done='1']", timeout=30_000)
+            assert page.inner_text(".turn.answer") == first and page.inner_text("#error") == ""
+            page.fill("#message", "What is <image>?")
+            page.click("#send")
+            page.wait_for_function("document.getElementById('error').textContent.length > 0")
+            assert page.inner_text("#error").startswith("422:") and "special token" in page.inner_text("#error")
+            page.fill("#message", "Which is larger?")
+            page.click("#send")
+            page.wait_for_function("document.querySelectorAll(\".turn.answer[data-done='1']\").length == 2")
+            assert page.query_selector_all(".turn.answer")[1].inner_text() == second
+            assert page.inner_text("#error") == ""
+            # A WAV's bytes under an image's name: the server reads it as an image and refuses it in one line.
+            page.set_input_files("#chat-file", {"name": "x.png", "mimeType": "image/png", "buffer": audio.read_bytes()})
+            page.fill("#message", "What digit is written?")
+            page.click("#send")
+            page.wait_for_function("document.getElementById('error').textContent.length > 0")
+            assert page.inner_text("#error").startswith("422:") and "image" in page.inner_text("#error")
+            assert len(page.query_selector_all(".turn.answer")) == 2
+        finally:
+            browser.close()

@@ -48,9 +48,10 @@ def load_recipe(recipe: Any, overrides: tuple[str, ...] | list[str] = ()) -> Any
 
 def load(run_dir: str | Path, verb: str | None = None) -> Any:
     """A finished run, ready for its use: a :class:`RunPredictor` (``.predict``) for supervised and federated runs,
-    a language model (``.model``, ``.tokenizer``) for lm runs, a GAN (``.sample``) for gan runs.
+    a language model (``.model``, ``.tokenizer``) for lm runs, a GAN (``.sample``) for gan runs, an assistant
+    (``.chat()``: ``attach(input, path)``, ``ask(question)`` streaming the answer) for assistant runs.
 
-    ``verb`` (``predict``, ``generate``, ``sample``) first checks the run's kind supports it: otherwise one
+    ``verb`` (``predict``, ``generate``, ``sample``, ``chat``) first checks the run's kind supports it: otherwise one
     :class:`PolymodalError` says which kinds do and what this run supports."""
     run = RunDir(run_dir)
     kind = require_verb(run, verb) if verb is not None else for_run(run)

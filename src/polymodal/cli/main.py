@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 from polymodal.cli import (
     benchmark,
+    chat,
     datasets,
     evaluate,
     export,
@@ -47,6 +48,7 @@ COMMANDS = (
     predict,
     generate,
     sample,
+    chat,
     export,
     serve,
     benchmark,

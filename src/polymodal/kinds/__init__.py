@@ -6,6 +6,7 @@ federated      the same model trained by FedAvg rounds over simulated clients
 pretrain       encoders trained by a self-supervised objective (MLM, MAE, CLIP), for ``init_from``
 lm             a GPT language model trained on a text corpus
 gan            a conditional WGAN-GP image generator
+assistant      questions about images, sounds or series answered by a GPT that reads them (and chat)
 =============  ==============================================================================================
 
 Adding a kind is adding a folder here whose ``__init__`` registers a :class:`~polymodal.kinds.base.RunKind`

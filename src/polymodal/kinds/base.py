@@ -31,7 +31,7 @@ from polymodal.training.trainer import FitResult
 log = logging.getLogger(__name__)
 Callback = Callable[..., None]
 DEFAULT_KIND = "supervised"
-VERBS = ("evaluate", "report", "predict", "generate", "sample", "export", "serve")
+VERBS = ("evaluate", "report", "predict", "generate", "sample", "chat", "export", "serve")
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Routes: ``POST /predict`` (multipart files and form fields, or a JSON object ``{input: value}``; ``?explain=1``
 adds a gradient × input saliency map per input), ``POST /predict/batch`` (JSON ``{"instances": [...]}``),
-``POST /generate`` (language-model runs; ``"stream": true`` streams the text), ``GET /health``,
+``POST /generate`` (language-model runs; ``"stream": true`` streams the text), ``POST /chat`` (assistant runs,
+streamed answers; :mod:`polymodal.serve.chat`), ``GET /health``,
 ``GET /metadata`` (the inputs the model expects), ``GET /`` (the demo page), and FastAPI's ``/docs`` and
 ``/openapi.json``.
 
@@ -35,6 +36,7 @@ from polymodal.kinds.supervised.predictor import RunPredictor
 from polymodal.runs import RunDir
 from polymodal.serve.admission import Admission
 from polymodal.serve.batcher import MicroBatcher
+from polymodal.serve.chat import add_chat_routes
 from polymodal.serve.explain import METHOD, saliency
 from polymodal.serve.handlers import JSON, install_error_handlers
 from polymodal.serve.inputs import ACCEPTS, FILE_MODALITIES, Uploads, to_value
@@ -109,11 +111,16 @@ def create_app(
     # A run's use decides its routes: the other use's routes answer with a 404 that says what to call.
     if "generate" in kind.verbs:
         use, stats = "generate", add_lm_routes(app, run, loaded, limits, admission)
-        for path in ("/predict", "/predict/batch"):
+        for path in ("/predict", "/predict/batch", "/chat"):
             add_refusal(app, path, 'this run is a language model; POST /generate {"prompt": ...} instead')
+    elif "chat" in kind.verbs:
+        use, stats = "chat", add_chat_routes(app, run, loaded, limits, admission, read_body)
+        for path in ("/predict", "/predict/batch", "/generate"):
+            add_refusal(app, path, "this run is an assistant; POST /chat with a message and files instead")
     else:
         use, stats = "predict", add_predict_routes(app, run, loaded, limits, admission, batch_ms, max_batch, engine)
         add_refusal(app, "/generate", "this run is not a language model; POST /predict with its inputs instead")
+        add_refusal(app, "/chat", "this run is not an assistant; POST /predict with its inputs instead")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

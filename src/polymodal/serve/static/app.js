@@ -199,6 +199,10 @@ async function main() {
     $("lm-form").addEventListener("submit", generate);
     return;
   }
+  if (meta.use === "chat") {
+    startChat(meta); // chat.js
+    return;
+  }
   const names = meta.inputs.map((i) => `${i.name} (${i.modality})`).join(", ");
   const classes = meta.classes ? `; ${meta.classes.length} classes` : "";
   $("about").textContent = `${meta.run}: ${meta.head} model over ${names}${classes}`;
@@ -208,4 +212,4 @@ async function main() {
   $("form").addEventListener("submit", (e) => predict(e).catch((err) => showError(String(err))));
 }
 
-main().catch((err) => showError(String(err)));
+window.addEventListener("DOMContentLoaded", () => main().catch((err) => showError(String(err))));
