@@ -232,7 +232,7 @@ def from_env(device: str = "auto") -> Dist:
 def group_timeout() -> dt.timedelta:
     """How long a process waits for the others in one collective (``POLYMODAL_DIST_TIMEOUT`` seconds, default
     30 minutes) before it gives up: the bound on a hang when another machine dies without closing its connections
-    (power loss, network partition). A process that is killed on a reachable machine is noticed at once."""
+    (power loss, network partition; tests/test_multinode.py)."""
     raw = os.environ.get(TIMEOUT_ENV, "")
     try:
         seconds = float(raw) if raw else DEFAULT_TIMEOUT
