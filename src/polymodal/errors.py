@@ -38,6 +38,10 @@ class DiskFull(CheckpointError):
     """The file system refused a write for lack of space (or a file-size limit); what was written before stays."""
 
 
+class PeerLost(CheckpointError):
+    """Another process of a distributed run died or stopped answering; the run continues from its checkpoint."""
+
+
 def printable(text: object) -> str:
     """``text`` with newlines and other control characters escaped as Python writes them, so a message that quotes
     user input (a recipe key, an override) stays one line."""

@@ -13,6 +13,7 @@ from importlib import metadata
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 try:  # typer >= 0.2x parses with a copy of click it vendors, and raises that copy's exceptions
     from typer._click import exceptions as clickx
@@ -123,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     except clickx.UsageError as exc:
         err.print(f"[red]error:[/] {usage_line(exc)}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except PolymodalError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    except PolymodalError as exc:  # escaped: a message may quote text with brackets (a path, a library's error)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except clickx.ClickException as exc:  # e.g. a file option that cannot be opened
         err.print(f"[red]error:[/] {' '.join(exc.format_message().split())}", highlight=False, soft_wrap=True)

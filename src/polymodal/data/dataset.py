@@ -17,8 +17,9 @@ from torch.utils.data import Dataset
 from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.leak import warn_if_leaky
-from polymodal.data.prepare import default_workers, prefill
+from polymodal.data.prepare import default_workers
 from polymodal.data.screening import empty_split_hint, log_progress, screen, warn_missing_classes
+from polymodal.data.shard_prepare import prefill_sharded
 from polymodal.data.table import Table, assign_splits, label_subset, read_table
 from polymodal.data.targets import encode_known, encode_targets, split_labels
 from polymodal.errors import DataError
@@ -332,7 +333,7 @@ def build_data(
     if recipe.data.cache or recipe.data.on_error == "skip":  # every row is read now: read the files in parallel
         every = {s.name: [c for split in columns.values() for c in split[s.name]] for s in recipe.inputs}
         workers = recipe.data.prepare_workers if recipe.data.prepare_workers is not None else default_workers()
-        prefill(every, transforms, disk_cache, workers, log_progress)
+        prefill_sharded(every, transforms, disk_cache, workers, log_progress)  # under torchrun: this rank's share
     splits, skipped = {}, []
     for name, r in rows.items():
         ds = ExampleDataset(

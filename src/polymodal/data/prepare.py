@@ -66,13 +66,15 @@ def prefill(
     cache: FeatureCache | None,
     workers: int,
     progress: Callable[[int, int, float], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> int:
     """Compute the features of every file cell of ``columns`` into ``cache`` with ``workers`` processes.
 
     Returns the number of cells the pool computed or found (0 when it did not run: no cache, one worker, or
     too few files to be worth the processes). ``progress(done, total, seconds)`` is called as files finish.
+    ``shard=(i, n)``: only every n-th file cell from the i-th (one process's share under torchrun).
     """
-    items = file_cells(columns, transforms)
+    items = file_cells(columns, transforms)[shard[0] :: shard[1]]
     if cache is None or workers <= 1 or len(items) < MIN_FILES_PER_WORKER * 2:
         return 0
     workers = min(workers, len(items) // MIN_FILES_PER_WORKER)

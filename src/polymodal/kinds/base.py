@@ -373,4 +373,5 @@ def train(
         raise CheckpointError(f"{run.path} already holds a trained run; choose another --run-dir or pass --resume")
     if dist.is_main:
         run.create()
-    return kind.train(recipe, run, resume, callback, dist)
+    with distributed.peers_watched(dist):  # a dead peer is one line, not a gloo traceback (or a hang)
+        return kind.train(recipe, run, resume, callback, dist)

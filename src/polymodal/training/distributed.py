@@ -23,7 +23,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, PeerLost
+
+TIMEOUT_ENV = "POLYMODAL_DIST_TIMEOUT"  # seconds a process waits for the others in one collective
+DEFAULT_TIMEOUT = 1800  # torch's own default for gloo
+# How a collective fails when a peer is gone: gloo's transport errors (closed connection, timed-out recv/send).
+PEER_FAILURES = ("gloo/transport", "Connection closed by peer", "Connection reset by peer", "Timed out waiting")
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -214,10 +222,42 @@ def from_env(device: str = "auto") -> Dist:
             torch.cuda.set_device(local_rank)
         rank, attempt = int(os.environ["RANK"]), int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
         if attempt == 0:
-            dist.init_process_group(name)
+            dist.init_process_group(name, timeout=group_timeout())
         else:  # see attempt_store: the restarted group must not read the failed group's addresses
-            dist.init_process_group(name, store=attempt_store(attempt), rank=rank, world_size=world)
+            store = attempt_store(attempt)
+            dist.init_process_group(name, store=store, rank=rank, world_size=world, timeout=group_timeout())
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
+
+
+def group_timeout() -> dt.timedelta:
+    """How long a process waits for the others in one collective (``POLYMODAL_DIST_TIMEOUT`` seconds, default
+    30 minutes) before it gives up: the bound on a hang when another machine dies without closing its connections
+    (power loss, network partition; tests/test_multinode.py)."""
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        seconds = float(raw) if raw else DEFAULT_TIMEOUT
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: give a number of seconds above 0 (default {DEFAULT_TIMEOUT})")
+    return dt.timedelta(seconds=seconds)
+
+
+@contextmanager
+def peers_watched(d: Dist) -> Iterator[None]:
+    """Turn the process group's failure into one :class:`PeerLost` line: another process of the job died or
+    stopped answering (a SIGKILL, a lost machine, a network partition after ``POLYMODAL_DIST_TIMEOUT``)."""
+    try:
+        yield
+    except RuntimeError as exc:  # DistError, or DDP's backward re-raising gloo's error as a plain RuntimeError
+        if not d.enabled or not (isinstance(exc, dist.DistError) or any(m in str(exc) for m in PEER_FAILURES)):
+            raise
+        cause = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(exc).split()))[:240]  # without gloo's [file:line]
+        raise PeerLost(
+            f"rank {d.rank} of {d.world_size}: another training process stopped answering ({cause}); the run "
+            "stopped — start the job again with `polymodal train --resume --run-dir RUN` to continue from its last "
+            f"checkpoint ({TIMEOUT_ENV} bounds the wait, now {group_timeout().total_seconds():.0f} s)"
+        ) from None
 
 
 def attempt_store(attempt: int) -> dist.Store:
