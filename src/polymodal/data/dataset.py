@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from polymodal.config import InputSpec, Recipe
+from polymodal.config import DataConfig, InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.leak import warn_if_leaky
+from polymodal.data.loading import Loading, auto_workers
 from polymodal.data.prepare import default_workers, prefill
 from polymodal.data.screening import empty_split_hint, log_progress, screen, warn_missing_classes
 from polymodal.data.table import Table, assign_splits, label_subset, read_table
@@ -59,6 +60,14 @@ def load_table(recipe: Recipe) -> Table:
         bad = int(np.flatnonzero(table.frame[table.label].isna().to_numpy())[0])
         raise DataError(f"label column '{table.label}' is empty in row {bad}; fill or drop unlabelled rows")
     return table
+
+
+def loading_of(data: DataConfig, transforms: dict[str, Any]) -> Loading:
+    """The training split's loader settings from the recipe's data section (``num_workers: auto`` resolved)."""
+    workers = data.num_workers
+    if workers == "auto":
+        workers = auto_workers(transforms, cached=data.cache)
+    return Loading(int(workers), data.persistent_workers, data.prefetch_factor, data.worker_timeout)
 
 
 def is_missing(value: Any) -> bool:
@@ -107,7 +116,7 @@ class ExampleDataset(Dataset):
         self.dtypes: dict[str, torch.dtype] = {}  # token ids stay integer in a placeholder
         self.removed: frozenset[str] = frozenset()  # inputs treated as missing in every row
         self.table_rows: np.ndarray | None = None  # each example's row in the table it came from, for messages
-        self.loader_workers = 0  # processes that load its training batches (data.num_workers)
+        self.loading = Loading()  # how its training batches are loaded (data.num_workers and friends)
         self.corruption: tuple[str, float, int] | None = None  # (input, level, seed) for robustness tests
 
     def __len__(self) -> int:
@@ -339,7 +348,8 @@ def build_data(
             columns[name], targets[r], transforms, recipe.data.cache, augment=name == "train", disk_cache=disk_cache
         )
         ds.table_rows = r
-        ds.loader_workers = recipe.data.num_workers if name == "train" else 0
+        if name == "train":
+            ds.loading = loading_of(recipe.data, transforms)
         if recipe.data.cache or recipe.data.on_error == "skip":
             ds, bad = screen(ds, name, recipe.data.on_error)
             skipped += bad

@@ -17,12 +17,13 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
 
 from polymodal.data.cache import FeatureCache
-from polymodal.errors import PolymodalError
+from polymodal.errors import DataError, PolymodalError
 
 log = logging.getLogger(__name__)
 MIN_FILES_PER_WORKER = 8  # below this, starting processes costs more than it saves
@@ -80,12 +81,22 @@ def prefill(
     # fork: the fitted transforms are inherited, not pickled (a pretrained front end's sessions are per process).
     context = multiprocessing.get_context("fork")
     chunk = max(1, min(64, len(items) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(transforms, cache)) as pool:
-        for good in pool.map(_compute, items, chunksize=chunk):
-            done += 1
-            ok += good
-            if progress is not None and (done % 256 == 0 or done == len(items)):
-                progress(done, len(items), time.perf_counter() - start)
+    every = max(1, min(256, len(items) // 100))  # about a hundred progress calls, whatever the size
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(transforms, cache)) as pool:
+            for good in pool.map(_compute, items, chunksize=chunk):
+                done += 1
+                ok += good
+                if progress is not None and (done % every == 0 or done == len(items)):
+                    progress(done, len(items), time.perf_counter() - start)
+    except BrokenProcessPool:
+        # map() yields in order: the files up to `done` finished, and the crash was in one of the next chunks.
+        name, first = items[done]
+        raise DataError(
+            f"a process of the first pass died while decoding input '{name}' (after {done} of {len(items)} files; "
+            f"among the next {chunk * workers}, starting at {first}): a file that crashes its decoder, or memory ran "
+            "out; set data.prepare_workers: 0 and data.num_workers: 0 to find the row, and remove or re-encode it"
+        ) from None
     seconds = time.perf_counter() - start
     log.info(
         "prepared %d files in %.1f s (%.0f files/s, %d processes)", len(items), seconds, len(items) / seconds, workers

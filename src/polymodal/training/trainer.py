@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from polymodal.data.loading import Loading, worker_error
 from polymodal.errors import CheckpointError
 from polymodal.runs import RunDir
 from polymodal.storage import load_weights, save_weights
@@ -122,6 +123,15 @@ class Trainer:
         return st
 
     def fit(self, resume: bool = False) -> FitResult:
+        try:
+            return self._fit(resume)
+        except RuntimeError as exc:  # torch's SIGCHLD handler raises a loading worker's death wherever we are
+            error = worker_error(exc, getattr(self.step, "loading", Loading(workers=1)))
+            if error is None:
+                raise
+            raise error from None
+
+    def _fit(self, resume: bool) -> FitResult:
         cfg, step, dist = self.cfg, self.step, self.dist
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
