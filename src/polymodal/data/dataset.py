@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -283,6 +284,7 @@ def build_data(
     recipe: Recipe,
     transform_states: dict[str, Any] | None = None,
     target_info: dict[str, Any] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> DataBundle:
     """Load the table, split it deterministically, fit the transforms on the training rows and wrap each
     split as an :class:`ExampleDataset`; rows are screened up front (``data.on_error``) when cached.
@@ -292,6 +294,8 @@ def build_data(
         transform_states: Fitted transform states (a finished run's, or a pretrained encoder's) for the inputs
             they name; those inputs skip fitting, the others are fitted on the training rows.
         target_info: A finished run's target info, checked against the data's.
+        progress: ``progress(files done, files, seconds)`` as the first pass over the files goes (default: log
+            lines with files/s and the time left).
     """
     table = load_table(recipe)
     frame = table.frame
@@ -341,7 +345,7 @@ def build_data(
     if recipe.data.cache or recipe.data.on_error == "skip":  # every row is read now: read the files in parallel
         every = {s.name: [c for split in columns.values() for c in split[s.name]] for s in recipe.inputs}
         workers = recipe.data.prepare_workers if recipe.data.prepare_workers is not None else default_workers()
-        prefill(every, transforms, disk_cache, workers, log_progress)
+        prefill(every, transforms, disk_cache, workers, progress or log_progress)
     splits, skipped = {}, []
     for name, r in rows.items():
         ds = ExampleDataset(
