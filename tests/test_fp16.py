@@ -50,3 +50,5 @@ def test_the_scaler_state_is_checkpointed_and_a_killed_fp16_run_resumes_exactly(
     api.train(None, tmp_path / "killed", resume=True)
     api.train(raw, tmp_path / "straight")
     assert_same_run(tmp_path / "killed", tmp_path / "straight")
+    record = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert 0 < record["data_wait_seconds"] < record["step_seconds"]  # the part of each step spent waiting for data

@@ -65,6 +65,10 @@ class DataConfig:
     on_error: Literal["raise", "skip"] = "raise"
     disk_cache: bool = True
     disk_cache_dir: str | None = None  # default $POLYMODAL_CACHE or ~/.cache/polymodal/features
+    # Stream the examples from a feature store on disk (memory-mapped .npy files under <disk_cache_dir>/store, keyed
+    # by every cell's content and the preprocessing) instead of keeping them in memory: for tables whose features
+    # exceed RAM. Written once, before the first epoch; replaces data.cache; needs data.disk_cache.
+    store: bool = False
     # Processes that decode files and compute their features into the disk cache before the first epoch
     # (polymodal.data.prepare); unset: one per core this process may use; 0 or 1: in this process.
     prepare_workers: Annotated[int, Field(ge=0, le=256)] | None = None

@@ -15,15 +15,16 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from polymodal.config import DataConfig, InputSpec, Recipe
+from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.leak import warn_if_leaky
-from polymodal.data.loading import Loading, auto_workers
+from polymodal.data.loading import Loading, loading_of
 from polymodal.data.prepare import default_workers, prefill
 from polymodal.data.screening import empty_split_hint, log_progress, screen, warn_missing_classes
+from polymodal.data.store import StoreReader, open_store
 from polymodal.data.table import Table, assign_splits, label_subset, read_table
 from polymodal.data.targets import encode_known, encode_targets, split_labels
-from polymodal.errors import DataError
+from polymodal.errors import ConfigError, DataError
 from polymodal.registry import DATASETS, HEADS, MODALITIES
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,6 @@ def load_table(recipe: Recipe) -> Table:
         bad = int(np.flatnonzero(table.frame[table.label].isna().to_numpy())[0])
         raise DataError(f"label column '{table.label}' is empty in row {bad}; fill or drop unlabelled rows")
     return table
-
-
-def loading_of(data: DataConfig, transforms: dict[str, Any]) -> Loading:
-    """The training split's loader settings from the recipe's data section (``num_workers: auto`` resolved)."""
-    workers = data.num_workers
-    if workers == "auto":
-        workers = auto_workers(transforms, cached=data.cache)
-    return Loading(int(workers), data.persistent_workers, data.prefetch_factor, data.worker_timeout)
 
 
 def is_missing(value: Any) -> bool:
@@ -118,6 +111,7 @@ class ExampleDataset(Dataset):
         self.removed: frozenset[str] = frozenset()  # inputs treated as missing in every row
         self.table_rows: np.ndarray | None = None  # each example's row in the table it came from, for messages
         self.loading = Loading()  # how its training batches are loaded (data.num_workers and friends)
+        self.store: StoreReader | None = None  # rows read from a memory-mapped feature store (data.store)
         self.corruption: tuple[str, float, int] | None = None  # (input, level, seed) for robustness tests
 
     def __len__(self) -> int:
@@ -125,6 +119,8 @@ class ExampleDataset(Dataset):
 
     def preprocess(self, i: int) -> dict[str, torch.Tensor | None]:
         """The cached tensors of row ``i``; None where the cell is missing."""
+        if self.store is not None:
+            return self.store[i]
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         example: dict[str, torch.Tensor | None] = {}
@@ -183,6 +179,7 @@ class ExampleDataset(Dataset):
         )
         out.shapes, out.dtypes = self.shapes, self.dtypes
         out.table_rows = self.table_rows[keep] if self.table_rows is not None else None
+        out.store, out.loading = (self.store.take(keep) if self.store is not None else None), self.loading
         if self._cache is not None:
             out._cache = {j: self._cache[i] for j, i in enumerate(keep) if i in self._cache}
         return out
@@ -342,21 +339,29 @@ def build_data(
                 train_labels = frame[table.label].to_numpy()[rows["train"]]
                 check_leak(s.name, columns["train"][s.name], train_labels, target, recipe.data.label_separator)
     disk_cache = FeatureCache(recipe.data.disk_cache_dir or default_cache_dir()) if recipe.data.disk_cache else None
-    if recipe.data.cache or recipe.data.on_error == "skip":  # every row is read now: read the files in parallel
+    stored = recipe.data.store
+    if stored and disk_cache is None:
+        raise ConfigError(
+            "data.store lives next to the feature cache: set data.disk_cache: true (or data.store: false)"
+        )
+    screened = recipe.data.cache or recipe.data.on_error == "skip" or stored
+    if screened:  # every row is read now: read the files in parallel
         every = {s.name: [c for split in columns.values() for c in split[s.name]] for s in recipe.inputs}
         workers = recipe.data.prepare_workers if recipe.data.prepare_workers is not None else default_workers()
         prefill(every, transforms, disk_cache, workers, progress or log_progress)
     splits, skipped = {}, []
     for name, r in rows.items():
-        ds = ExampleDataset(
-            columns[name], targets[r], transforms, recipe.data.cache, augment=name == "train", disk_cache=disk_cache
-        )
+        cached = recipe.data.cache and not stored  # the store replaces the in-memory cache
+        ds = ExampleDataset(columns[name], targets[r], transforms, cached, name == "train", disk_cache)
         ds.table_rows = r
         if name == "train":
             ds.loading = loading_of(recipe.data, transforms)
-        if recipe.data.cache or recipe.data.on_error == "skip":
+        if screened:
             ds, bad = screen(ds, name, recipe.data.on_error)
             skipped += bad
+        if stored:
+            assert disk_cache is not None
+            ds.store = open_store(ds, disk_cache.root / "store")
         splits[name] = ds
     first = first_examples(splits["train"], "train")
     for ds in splits.values():

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polymodal.config import DataConfig
 from polymodal.errors import DataError
 
 MAX_AUTO_WORKERS = 4  # more than this rarely helps one training process and each holds a copy-on-write heap
@@ -57,6 +58,15 @@ def auto_workers(transforms: dict[str, Any], cached: bool, cores: int | None = N
     cores = usable_cores() if cores is None else cores
     busy = not cached or any(getattr(t, "recomputes", False) for t in transforms.values())
     return min(cores, MAX_AUTO_WORKERS) if busy and cores > 1 else 0
+
+
+def loading_of(data: DataConfig, transforms: dict[str, Any]) -> Loading:
+    """The training split's loader settings from the recipe's data section (``num_workers: auto`` resolved; a
+    feature store reads from disk every epoch, as ``data.cache: false`` does)."""
+    workers = data.num_workers
+    if workers == "auto":
+        workers = auto_workers(transforms, cached=data.cache and not data.store)
+    return Loading(int(workers), data.persistent_workers, data.prefetch_factor, data.worker_timeout)
 
 
 def example_seed(seed: int, epoch: int, row: int) -> int:

@@ -240,6 +240,7 @@ def finish(
         "stopped_early": fit.stopped_early,
         "train_seconds": round(fit.seconds, 3),
         "step_seconds": round(fit.step_seconds, 3),  # inside training steps only (rank 0's clock)
+        "data_wait_seconds": round(fit.data_seconds, 3),  # of which waiting for the next batch
         "train_samples": fit.samples,  # examples that went through a training step, over all processes
         "processes": dist.world_size,
         **fit.summary,

@@ -69,6 +69,7 @@ class FitResult:
     stopped_early: bool
     seconds: float
     step_seconds: float = 0.0  # time inside training steps only (no first-use data decoding, no validation)
+    data_seconds: float = 0.0  # the part of step_seconds spent waiting for the next batch
     samples: int = 0  # training examples processed, over all processes
     summary: dict[str, Any] = field(default_factory=dict)  # the step strategy's own record (e.g. privacy)
 
@@ -169,6 +170,7 @@ class Trainer:
             loss_sum, seen = (st.loss_sum, st.seen) if dist.is_main else (0.0, 0)
             t_step = time.perf_counter()
             for unit in step.feed(units[st.batch :]):
+                st.data_seconds += time.perf_counter() - t_step
                 out = step.step(unit, st.step)
                 st.step += 1
                 st.batch += 1
@@ -217,6 +219,7 @@ class Trainer:
             st.stopped,
             time.perf_counter() - t_start,
             st.step_seconds,
+            st.data_seconds,
             st.samples,
             step.summary(st.step),
         )
