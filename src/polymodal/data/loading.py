@@ -54,8 +54,10 @@ def usable_cores() -> int:
 def auto_workers(transforms: dict[str, Any], cached: bool, cores: int | None = None) -> int:
     """``data.num_workers: auto``: one worker per core, up to :data:`MAX_AUTO_WORKERS`, when loading a batch
     computes something (an input that augments from the waveform, or no in-memory cache); 0 otherwise and on a
-    single core (a worker would only take turns with the training process)."""
-    cores = usable_cores() if cores is None else cores
+    single core (a worker would only take turns with the training process). Under torchrun each process counts
+    its share of the machine's cores."""
+    if cores is None:  # under torchrun the processes on this machine share its cores
+        cores = usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     busy = not cached or any(getattr(t, "recomputes", False) for t in transforms.values())
     return min(cores, MAX_AUTO_WORKERS) if busy and cores > 1 else 0
 
