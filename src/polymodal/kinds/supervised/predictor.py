@@ -143,7 +143,7 @@ class RunPredictor:
             if pinned(self.device):  # page-locked, so the copy to the GPU does not wait for the host
                 inputs = {k: v.pin_memory() for k, v in inputs.items()}
             inputs, flags, _ = to_device((inputs, flags, torch.zeros(0)), self.device)
-            logits = self.model(inputs, flags).logits.float().cpu()  # (B, K): one copy back per batch
+            logits = self.model(inputs, flags).logits.cpu()  # (B, K): one copy back per batch
         return [{**self.model.head.describe(lg), "missing": m} for lg, (_, _, m) in zip(logits, prepared, strict=True)]
 
     def predict(self, **values: Any) -> dict[str, Any]:
