@@ -1,11 +1,17 @@
-"""First pass over a recipe's files (decoding + features into an empty feature cache), one process against a pool,
-interleaved A, B, A, B so machine load hits both alike.
+"""First pass over a recipe's data (building the table, decoding + features into an empty feature cache): one process
+against a pool, or the code of an earlier checkout against this one; interleaved A, B, A, B so machine load hits
+both alike.
 
     python benchmarks/data_prep.py fsdd_digits --workers 1,2 --repeats 2
+    python benchmarks/data_prep.py avdigits_hard --before /path/to/earlier/checkout/src --repeats 2
 
-Each measurement is a fresh Python process with an empty ``POLYMODAL_CACHE``, timing ``build_data`` (reading
-the table, splitting, fitting the transforms, the parallel first pass when workers > 1, and the screening pass
-every run does); workers 1 is what every run did before ``data.prepare_workers`` existed.
+Each measurement is a fresh Python process with an empty ``POLYMODAL_CACHE`` (so built-in datasets that generate
+files, such as video_digits, generate them again), timing ``build_data``: the dataset's own preparation (AV-Digits'
+degraded recordings, video_digits' MP4s), reading the table, splitting, fitting the transforms, the parallel
+first pass and the screening pass every run does. ``--workers 1`` is what every run did before
+``data.prepare_workers`` existed; ``--before SRC`` runs the package found in SRC (e.g. ``git worktree add
+/tmp/before HEAD~5`` then ``/tmp/before/src``) with its defaults against this checkout's, both with their default
+workers.
 """
 
 from __future__ import annotations
@@ -17,46 +23,56 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 CHILD = """
 import json, sys, time
 from polymodal import api
 from polymodal.data.dataset import build_data
-recipe = api.load_recipe(sys.argv[1], (f"data.prepare_workers={sys.argv[2]}",))
+sets = (f"data.prepare_workers={sys.argv[2]}",) if sys.argv[2] != "default" else ()
+recipe = api.load_recipe(sys.argv[1], sets)
 t = time.perf_counter()
 bundle = build_data(recipe)
 rows = sum(len(v) for v in bundle.splits.values())
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows}))
 """
+HERE = Path(__file__).resolve().parents[1] / "src"
+
+
+def measure(recipe: str, workers: str, src: Path) -> dict:
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "POLYMODAL_CACHE": cache, "PYTHONPATH": str(src)}
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, recipe, workers], env=env, capture_output=True, text=True, check=True
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("recipe", help="recipe path or built-in name, e.g. fsdd_digits")
-    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--workers", default="1,2", help="prepare_workers values to compare (this checkout)")
+    ap.add_argument("--before", type=Path, help="an earlier checkout's src folder: compare it with this one")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    times: dict[str, list[float]] = {w: [] for w in args.workers.split(",")}
+    if args.before:
+        before = (args.before.resolve(), "default")
+        arms = {f"before ({args.before})": before, "after (this checkout)": (HERE, "default")}
+    else:
+        arms = {f"workers {w}": (HERE, w) for w in args.workers.split(",")}
+    times: dict[str, list[float]] = {a: [] for a in arms}
     rows = 0
     for _ in range(args.repeats):
-        for w in times:
-            with tempfile.TemporaryDirectory() as cache:
-                out = subprocess.run(
-                    [sys.executable, "-c", CHILD, args.recipe, w],
-                    env={**os.environ, "POLYMODAL_CACHE": cache},
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            times[w].append(result["seconds"])
+        for arm, (src, workers) in arms.items():
+            result = measure(args.recipe, workers, src)
+            times[arm].append(result["seconds"])
             rows = result["rows"]
-            print(f"workers {w}: {result['seconds']:.1f} s", flush=True)
+            print(f"{arm}: {result['seconds']:.1f} s", flush=True)
     base = statistics.median(times[next(iter(times))])
-    print("\n| workers | median s | rows/s | speed-up |\n|---|---|---|---|")
-    for w, ts in times.items():
+    print(f"\n{args.recipe}, {rows} rows\n\n| | median s | rows/s | speed-up |\n|---|---|---|---|")
+    for arm, ts in times.items():
         m = statistics.median(ts)
-        print(f"| {w} | {m:.1f} | {rows / m:.0f} | {base / m:.2f}× |")
+        print(f"| {arm} | {m:.1f} | {rows / m:.0f} | {base / m:.2f}× |")
 
 
 if __name__ == "__main__":

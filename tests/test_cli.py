@@ -141,10 +141,14 @@ def test_progress_in_a_log_is_one_line_per_epoch_with_a_start_summary(manifest, 
     from conftest import tiny_recipe
 
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe(manifest, epochs=3, monitor="loss")))
+    raw = tiny_recipe(manifest, epochs=3, monitor="loss")
+    raw["data"].update(prepare_workers=2, disk_cache_dir=str(tmp_path / "cache"))
+    path.write_text(yaml.safe_dump(raw))
     code, out, err = run_cli(capsys, "train", path, "--run-dir", tmp_path / "run")
     assert code == 0, err
-    lines = out.splitlines()
+    first_pass = [ln for ln in out.splitlines() if ln.startswith("preparing files: ")]  # files/s and time left
+    assert first_pass[-1].startswith("preparing files: 240/240 (") and first_pass[-1].endswith(" s left)")
+    lines = [ln for ln in out.splitlines() if not ln.startswith("preparing files: ")]
     assert lines[0].startswith("data: ") and "72 train / 24 val / 24 test" in lines[0]
     assert lines[1].startswith("training ") and "parameters on cpu for 3 epochs; keeping the best val_loss" in lines[1]
     epochs = [ln for ln in lines if ln.startswith("epoch ")]

@@ -55,3 +55,38 @@ def test_training_on_the_gpu_matches_the_cpu(manifest, tmp_path):
     gpu = api.train(tiny_recipe(manifest, epochs=3, device="cuda"), tmp_path / "gpu")
     assert abs(cpu.test["accuracy"] - gpu.test["accuracy"]) <= 0.1  # same data and seed; kernels differ
     assert api.load(tmp_path / "gpu").predict_batch([{"image": None, "audio": None}], empty_ok=True)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
+def test_predict_and_evaluate_take_a_device_and_refuse_one_the_machine_lacks(trained_run, capsys):
+    from conftest import one_error_line, run_cli
+
+    p = api.load(trained_run, "predict", device="cpu")
+    assert p.device == torch.device("cpu") and next(p.model.parameters()).device == p.device
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        api.load(trained_run, "predict", device="cuda")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        api.evaluate(trained_run, device="cuda:0")
+    code, _, err = run_cli(capsys, "predict", trained_run, "--device", "cuda", "--image", "x.png")
+    assert "no CUDA device" in one_error_line(code, err)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_a_cpu_trained_run_predicts_and_evaluates_on_the_gpu_as_on_the_cpu(trained_run):
+    rows = [{"image": None, "audio": None}]
+    cpu, gpu = api.load(trained_run, device="cpu"), api.load(trained_run, device="cuda")
+    pc, pg = cpu.predict_batch(rows, empty_ok=True)[0], gpu.predict_batch(rows, empty_ok=True)[0]
+    assert pc["label"] == pg["label"]
+    assert all(abs(pc["probabilities"][k] - pg["probabilities"][k]) < 1e-3 for k in pc["probabilities"])
+    ec, eg = api.evaluate(trained_run, device="cpu"), api.evaluate(trained_run, device="cuda")
+    assert ec["accuracy"] == eg["accuracy"] and abs(ec["loss"] - eg["loss"]) < 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_fp16_with_its_scaler_and_bf16_train_on_the_gpu(manifest, tmp_path):
+    fp32 = api.train(tiny_recipe(manifest, epochs=3, device="cuda"), tmp_path / "fp32")
+    for precision in ("fp16", "bf16"):
+        run = api.train(tiny_recipe(manifest, epochs=3, device="cuda", precision=precision), tmp_path / precision)
+        assert abs(run.test["accuracy"] - fp32.test["accuracy"]) <= 0.15  # rounding, not a different model

@@ -46,19 +46,23 @@ def load_recipe(recipe: Any, overrides: tuple[str, ...] | list[str] = ()) -> Any
     return read_recipe(recipe, overrides)
 
 
-def load(run_dir: str | Path, verb: str | None = None) -> Any:
+def load(run_dir: str | Path, verb: str | None = None, device: str | None = None) -> Any:
     """A finished run, ready for its use: a :class:`RunPredictor` (``.predict``) for supervised and federated runs,
     a language model (``.model``, ``.tokenizer``) for lm runs, a GAN (``.sample``) for gan runs, an assistant
     (``.chat()``: ``attach(input, path)``, ``ask(question)`` streaming the answer) for assistant runs.
 
     ``verb`` (``predict``, ``generate``, ``sample``, ``chat``) first checks the run's kind supports it: otherwise one
-    :class:`PolymodalError` says which kinds do and what this run supports."""
+    :class:`PolymodalError` says which kinds do and what this run supports. ``device`` (``auto``, ``cpu``,
+    ``cuda``, ``cuda:N``, ``mps``) is where the model runs: default the run's ``trainer.device`` for supervised
+    runs, the CPU for language models; a device this machine lacks is one ConfigError line."""
     run = RunDir(run_dir)
     kind = require_verb(run, verb) if verb is not None else for_run(run)
-    return kind.load(run)
+    return kind.load(run, device)
 
 
-def evaluate(run_dir: str | Path, split: str = "test", table: str | Path | None = None) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path, split: str = "test", table: str | Path | None = None, device: str | None = None
+) -> dict[str, Any]:
     """Score a finished run: a supervised model on a split of its own data or on every row of another manifest;
     other kinds by their own measure (a language model's validation text, a GAN's generated images, a
     pretraining objective's metrics).
@@ -68,10 +72,11 @@ def evaluate(run_dir: str | Path, split: str = "test", table: str | Path | None 
         split: train, val or test of the run's own data.
         table: A CSV/Parquet/JSONL manifest with the run's input and label columns (paths relative to it);
             its labels are encoded with the run's classes, and every readable row is evaluated.
+        device: Where the model runs (default the run's ``trainer.device``); see :func:`load`.
     """
     run = RunDir(run_dir)
     kind = require_verb(run, "evaluate")
-    return kind.evaluate(run, split, Path(table) if table is not None else None)
+    return kind.evaluate(run, split, Path(table) if table is not None else None, device)
 
 
 def report(

@@ -65,13 +65,26 @@ class DataConfig:
     on_error: Literal["raise", "skip"] = "raise"
     disk_cache: bool = True
     disk_cache_dir: str | None = None  # default $POLYMODAL_CACHE or ~/.cache/polymodal/features
+    # Stream the examples from a feature store on disk (memory-mapped .npy files under <disk_cache_dir>/store, keyed
+    # by every cell's content and the preprocessing) instead of keeping them in memory: for tables whose features
+    # exceed RAM. Written once, before the first epoch; replaces data.cache; needs data.disk_cache.
+    store: bool = False
     # Processes that decode files and compute their features into the disk cache before the first epoch
     # (polymodal.data.prepare); unset: one per core this process may use; 0 or 1: in this process.
     prepare_workers: Annotated[int, Field(ge=0, le=256)] | None = None
     # Processes that load the training batches (augmentation runs in them; each row's draws come from its own
-    # seed, so results do not depend on this number). 0: in the training process; worth it when augmentation
-    # recomputes features every epoch (audio speed/noise), not for cached examples.
-    num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    # seed, so results do not depend on this number). auto: one per core (at most 4) when loading computes
+    # something — an input that augments its waveform each epoch, or data.cache: false — else 0, as on one core.
+    # 0: in the training process (examples already in memory come fastest that way).
+    num_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
+    # Keep the loading workers alive from one epoch to the next (each keeps what it decoded) instead of forking
+    # them anew every epoch.
+    persistent_workers: bool = True
+    # Batches each loading worker prepares ahead of the training step (unset: torch's default, 2).
+    prefetch_factor: Annotated[int, Field(ge=1, le=64)] | None = None
+    # Seconds a loading worker may take for one batch before the run stops with an error naming the likely
+    # cause (a decoder hung on a file); 0 waits forever. A worker that dies stops the run at once either way.
+    worker_timeout: NonNegFloat = 300.0
 
 
 @dataclass
@@ -116,9 +129,11 @@ class TrainerConfig:
     warmup_steps: NonNegInt = 0
     min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     grad_clip: NonNegFloat = 1.0
-    # bf16 autocast, or auto: bf16 where a short probe of this model's steps measures it at least 10 % faster
-    # (cached per machine; polymodal.training.precision), else fp32. fp32 keeps resume exact.
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    # bf16 autocast; fp16 autocast with a gradient scaler (CUDA only; its scale is checkpointed); or auto: bf16
+    # where a short probe of this model's steps measures it at least 10 % faster (cached per machine;
+    # polymodal.training.precision), else fp32 (on CUDA: bf16 where the GPU has it, else fp16). Resume is exact in
+    # every precision on the CPU; bf16/fp16 results differ from fp32 by rounding (docs/how-to/gpu.md).
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     # Where training runs: auto (a CUDA GPU when this machine has one, else Apple's MPS, else the CPU), cpu,
     # cuda, cuda:N or mps. Under torchrun each process takes its local GPU (NCCL), or the CPU (gloo) with cpu.
     # Supervised, pretraining and language-model runs use it; GAN and federated runs train on the CPU.

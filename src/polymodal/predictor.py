@@ -89,6 +89,8 @@ class Predictor:
             numeric|ignore}``.
         group_column: Rows with the same value here (the same drawing, speaker or patient) go to the same
             split, so validation and the held-out rows never share one with training; not used as a feature.
+        device: Where training and predictions run: ``auto`` (a CUDA GPU when there is one), ``cpu``, ``cuda``,
+            ``cuda:N`` or ``mps`` (the recipe's ``trainer.device``); default ``auto``.
     """
 
     def __init__(
@@ -99,8 +101,9 @@ class Predictor:
         path: str | Path | None = None,
         column_types: Mapping[str, str] | None = None,
         group_column: str | None = None,
+        device: str | None = None,
     ) -> None:
-        self.label, self.problem_type, self.presets = label, problem_type, presets
+        self.label, self.problem_type, self.presets, self.device = label, problem_type, presets, device
         self.path = Path(path) if path is not None else None
         self.column_types = {**(column_types or {}), **({group_column: "ignore"} if group_column else {})}
         self.group_column = group_column
@@ -161,6 +164,8 @@ class Predictor:
             raw["data"]["group_column"] = self.group_column
         if time_limit:
             raw["trainer"]["time_limit"] = float(time_limit)
+        if self.device is not None:
+            raw["trainer"]["device"] = self.device
         recipe = api.load_recipe(raw, overrides)
         side = {"label": self.label, "presets": self.presets, "problem_type": problem, "column_types": types}
         rundir.write_json(SIDECAR, side)
@@ -198,7 +203,7 @@ class Predictor:
     def model(self) -> Any:
         """The run's predictor (:class:`polymodal.api.RunPredictor`), loaded once."""
         if self._model is None:
-            self._model = api.load(self.run_dir, "predict")
+            self._model = api.load(self.run_dir, "predict", self.device)
         return self._model
 
     def check_columns(self, frame: pd.DataFrame, types: Mapping[str, str], what: str, with_label: bool) -> None:
@@ -245,7 +250,7 @@ class Predictor:
         self.check_columns(frame, self.column_types, "the data", with_label=True)
         frame = absolute(frame, self.column_types, base)
         with tempfile.TemporaryDirectory(prefix="polymodal-evaluate-") as folder:
-            return api.evaluate(self.run_dir, table=write_table(frame, Path(folder)))
+            return api.evaluate(self.run_dir, table=write_table(frame, Path(folder)), device=self.device)
 
     def fit_summary(self) -> dict[str, Any]:
         """What was fitted: preset, problem, inferred column types, inputs and encoders, metrics, time."""

@@ -41,8 +41,12 @@ def command(
         Path | None, typer.Option("--benchmark", help="A `polymodal benchmark` folder to include in the report.")
     ] = None,
     table: DataOption = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Where the model runs: auto, cpu, cuda, cuda:N or mps (default: the run's trainer.device)."),
+    ] = None,
 ) -> None:
-    m = api.evaluate(run_dir, split, table)
+    m = api.evaluate(run_dir, split, table, device)
     if m.get("skipped_rows"):
         err.print(f"[yellow]skipped {m['skipped_rows']} unreadable rows[/] (data.on_error: skip)")
     if as_json:

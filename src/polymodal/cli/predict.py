@@ -85,8 +85,12 @@ def command(
     on_error: Annotated[
         str, typer.Option(help="With --data: raise (stop at a bad row) or skip (report it).")
     ] = "raise",
+    device: Annotated[
+        str | None,
+        typer.Option(help="Where the model runs: auto, cpu, cuda, cuda:N or mps (default: the run's trainer.device)."),
+    ] = None,
 ) -> None:
-    predictor = api.load(run_dir, "predict")
+    predictor = api.load(run_dir, "predict", device)
     if data is not None:
         if out_file is None or ctx.args:
             raise PolymodalError("--data writes to a file: give --out predictions.csv (and no --INPUT values)")

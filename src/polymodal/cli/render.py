@@ -45,7 +45,7 @@ class ProgressView:
 
     def __init__(self, kind: RunKind | None = None, every: int = 100) -> None:
         self.kind = kind or kind_named("supervised")
-        self.live, self.every, self.monitor, self.epochs = out.is_terminal, every, None, 0
+        self.live, self.every, self.monitor, self.epochs, self.tenth = out.is_terminal, every, None, 0, 0
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=20),
@@ -56,6 +56,7 @@ class ProgressView:
             console=out,
         )
         self.task: Any = None
+        self.preparing: Any = None  # the first pass's bar (files/s; the time-left column is its ETA)
         self.model = ""
 
     def __enter__(self) -> ProgressView:
@@ -78,6 +79,11 @@ class ProgressView:
             self.progress.console.print(line, markup=False, highlight=False) if self.live else self.say(str(line))
         elif not self.live:
             self.plain(event, info)
+        elif event == "prepare":
+            rate = f"{info['done'] / max(info['seconds'], 1e-9):.0f} files/s"
+            if self.preparing is None:
+                self.preparing = self.progress.add_task("preparing files", total=info["total"], info="")
+            self.progress.update(self.preparing, completed=info["done"], info=rate)
         elif event == "model_start":
             self.model = f"[bold]{info['name']}[/] "
             if info.get("kind"):
@@ -108,6 +114,11 @@ class ProgressView:
                 self.kind = kind_named(info["kind"])
         elif event == "epoch_start":
             self.epochs = info["epochs"]
+        elif event == "prepare" and (info["done"] == info["total"] or info["done"] * 10 // info["total"] > self.tenth):
+            self.tenth = info["done"] * 10 // info["total"]
+            rate = info["done"] / max(info["seconds"], 1e-9)
+            eta = (info["total"] - info["done"]) / max(rate, 1e-9)
+            self.say(f"preparing files: {info['done']}/{info['total']} ({rate:.0f} files/s, {eta:.0f} s left)")
         elif event == "batch" and self.every and info["step"] % self.every == 0:
             self.say(f"{self.model}step {info['step']}: loss {info['loss']:.4f}")
         elif event == "epoch_end":

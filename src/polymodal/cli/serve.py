@@ -50,6 +50,10 @@ def command(
             "(needs the export extra; explanations still use torch)."
         ),
     ] = "torch",
+    device: Annotated[
+        str | None,
+        typer.Option(help="Where the model runs: auto, cpu, cuda, cuda:N or mps (default: the run's trainer.device)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
 ) -> None:
     from polymodal.serve.app import ENGINES, servable
@@ -69,4 +73,4 @@ def command(
     )
     out.print(f"serving {run_dir} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
     level = "info" if verbose else "warning"
-    run_server(run_dir, host, port, workers, threads, limits, batch_ms, max_batch, level, engine)
+    run_server(run_dir, host, port, workers, threads, limits, batch_ms, max_batch, level, engine, device)

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -23,6 +24,16 @@ from polymodal.data.modalities.base import Transform
 
 log = logging.getLogger(__name__)
 ENV_VAR = "POLYMODAL_CACHE"
+# An array cell (a waveform or image a dataset built in memory) is cached from this many elements: a recording's
+# STFT costs far more than hashing its samples and reading the entry back; a 28x28 digit's transform costs less.
+MIN_ARRAY = 4096
+
+
+def cacheable(cell: Any) -> bool:
+    """A cell the cache keeps: a file path, or a numeric array of at least :data:`MIN_ARRAY` elements."""
+    if isinstance(cell, str):
+        return True
+    return isinstance(cell, np.ndarray) and cell.size >= MIN_ARRAY and cell.dtype.kind in "fiub"
 
 
 def default_cache_dir() -> Path:
@@ -42,20 +53,25 @@ class FeatureCache:
         self.misses = 0
         self._settings: dict[int, str] = {}
 
-    def key(self, path: str, transform: Transform) -> str | None:
-        """The entry name for a file cell, or None when the path is not a readable file."""
-        try:
-            with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256")
-        except OSError:
-            return None  # let the transform raise its own error message
+    def key(self, cell: str | np.ndarray, transform: Transform) -> str | None:
+        """The entry name for a file cell (its bytes) or an array cell (its dtype, shape and bytes), or None when
+        the path is not a readable file."""
+        if isinstance(cell, np.ndarray):
+            digest = hashlib.sha256(f"array|{cell.dtype.str}|{cell.shape}|".encode())
+            digest.update(np.ascontiguousarray(cell).data)
+        else:
+            try:
+                with open(cell, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256")
+            except OSError:
+                return None  # let the transform raise its own error message
         settings = self._settings.setdefault(id(transform), transform.settings())
         digest.update(settings.encode())
         return digest.hexdigest()
 
     def get_or_compute(self, cell: Any, transform: Transform) -> torch.Tensor:
-        """``transform(cell)``, served from the cache when ``cell`` is a file path seen before."""
-        key = self.key(cell, transform) if isinstance(cell, str) else None
+        """``transform(cell)``, served from the cache when ``cell`` is a file path or array seen before."""
+        key = self.key(cell, transform) if cacheable(cell) else None
         if key is None:
             return transform(cell)
         entry = self.root / key[:2] / f"{key}.safetensors"

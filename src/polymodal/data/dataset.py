@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,12 +18,14 @@ from torch.utils.data import Dataset
 from polymodal.config import InputSpec, Recipe
 from polymodal.data.cache import FeatureCache, default_cache_dir
 from polymodal.data.leak import warn_if_leaky
+from polymodal.data.loading import Loading, loading_of
 from polymodal.data.prepare import default_workers
 from polymodal.data.screening import empty_split_hint, log_progress, screen, warn_missing_classes
 from polymodal.data.shard_prepare import prefill_sharded
+from polymodal.data.store import StoreReader, open_store
 from polymodal.data.table import Table, assign_splits, label_subset, read_table
 from polymodal.data.targets import encode_known, encode_targets, split_labels
-from polymodal.errors import DataError
+from polymodal.errors import ConfigError, DataError
 from polymodal.registry import DATASETS, HEADS, MODALITIES
 
 log = logging.getLogger(__name__)
@@ -108,7 +111,8 @@ class ExampleDataset(Dataset):
         self.dtypes: dict[str, torch.dtype] = {}  # token ids stay integer in a placeholder
         self.removed: frozenset[str] = frozenset()  # inputs treated as missing in every row
         self.table_rows: np.ndarray | None = None  # each example's row in the table it came from, for messages
-        self.loader_workers = 0  # processes that load its training batches (data.num_workers)
+        self.loading = Loading()  # how its training batches are loaded (data.num_workers and friends)
+        self.store: StoreReader | None = None  # rows read from a memory-mapped feature store (data.store)
         self.corruption: tuple[str, float, int] | None = None  # (input, level, seed) for robustness tests
 
     def __len__(self) -> int:
@@ -116,6 +120,8 @@ class ExampleDataset(Dataset):
 
     def preprocess(self, i: int) -> dict[str, torch.Tensor | None]:
         """The cached tensors of row ``i``; None where the cell is missing."""
+        if self.store is not None:
+            return self.store[i]
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         example: dict[str, torch.Tensor | None] = {}
@@ -174,6 +180,7 @@ class ExampleDataset(Dataset):
         )
         out.shapes, out.dtypes = self.shapes, self.dtypes
         out.table_rows = self.table_rows[keep] if self.table_rows is not None else None
+        out.store, out.loading = (self.store.take(keep) if self.store is not None else None), self.loading
         if self._cache is not None:
             out._cache = {j: self._cache[i] for j, i in enumerate(keep) if i in self._cache}
         return out
@@ -275,6 +282,7 @@ def build_data(
     recipe: Recipe,
     transform_states: dict[str, Any] | None = None,
     target_info: dict[str, Any] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> DataBundle:
     """Load the table, split it deterministically, fit the transforms on the training rows and wrap each
     split as an :class:`ExampleDataset`; rows are screened up front (``data.on_error``) when cached.
@@ -284,6 +292,8 @@ def build_data(
         transform_states: Fitted transform states (a finished run's, or a pretrained encoder's) for the inputs
             they name; those inputs skip fitting, the others are fitted on the training rows.
         target_info: A finished run's target info, checked against the data's.
+        progress: ``progress(files done, files, seconds)`` as the first pass over the files goes (default: log
+            lines with files/s and the time left).
     """
     table = load_table(recipe)
     frame = table.frame
@@ -330,20 +340,29 @@ def build_data(
                 train_labels = frame[table.label].to_numpy()[rows["train"]]
                 check_leak(s.name, columns["train"][s.name], train_labels, target, recipe.data.label_separator)
     disk_cache = FeatureCache(recipe.data.disk_cache_dir or default_cache_dir()) if recipe.data.disk_cache else None
-    if recipe.data.cache or recipe.data.on_error == "skip":  # every row is read now: read the files in parallel
+    stored = recipe.data.store
+    if stored and disk_cache is None:
+        raise ConfigError(
+            "data.store lives next to the feature cache: set data.disk_cache: true (or data.store: false)"
+        )
+    screened = recipe.data.cache or recipe.data.on_error == "skip" or stored
+    if screened:  # every row is read now: read the files in parallel
         every = {s.name: [c for split in columns.values() for c in split[s.name]] for s in recipe.inputs}
         workers = recipe.data.prepare_workers if recipe.data.prepare_workers is not None else default_workers()
-        prefill_sharded(every, transforms, disk_cache, workers, log_progress)  # under torchrun: this rank's share
+        prefill_sharded(every, transforms, disk_cache, workers, progress or log_progress)  # this rank's share
     splits, skipped = {}, []
     for name, r in rows.items():
-        ds = ExampleDataset(
-            columns[name], targets[r], transforms, recipe.data.cache, augment=name == "train", disk_cache=disk_cache
-        )
+        cached = recipe.data.cache and not stored  # the store replaces the in-memory cache
+        ds = ExampleDataset(columns[name], targets[r], transforms, cached, name == "train", disk_cache)
         ds.table_rows = r
-        ds.loader_workers = recipe.data.num_workers if name == "train" else 0
-        if recipe.data.cache or recipe.data.on_error == "skip":
+        if name == "train":
+            ds.loading = loading_of(recipe.data, transforms)
+        if screened:
             ds, bad = screen(ds, name, recipe.data.on_error)
             skipped += bad
+        if stored:
+            assert disk_cache is not None
+            ds.store = open_store(ds, disk_cache.root / "store")
         splits[name] = ds
     first = first_examples(splits["train"], "train")
     for ds in splits.values():

@@ -17,17 +17,18 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
 
-from polymodal.data.cache import FeatureCache
-from polymodal.errors import PolymodalError
+from polymodal.data.cache import FeatureCache, cacheable
+from polymodal.errors import DataError, PolymodalError
 
 log = logging.getLogger(__name__)
 MIN_FILES_PER_WORKER = 8  # below this, starting processes costs more than it saves
 
-_state: dict[str, Any] = {}  # in a worker: the forked transforms and cache
+_state: dict[str, Any] = {}  # in a worker: what the pool's function needs, inherited through fork
 
 
 def default_workers() -> int:
@@ -35,24 +36,80 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def file_cells(columns: dict[str, list[Any]], transforms: dict[str, Any]) -> list[tuple[str, str]]:
-    """Distinct (input, path) pairs of inputs that read files."""
-    seen: dict[tuple[str, str], None] = {}
+def file_cells(columns: dict[str, list[Any]], transforms: dict[str, Any]) -> list[tuple[str, str | int]]:
+    """What the pool computes: distinct (input, path) pairs of inputs that read files, and (input, row) for an
+    array cell the feature cache keeps (a waveform a dataset built in memory; see :meth:`FeatureCache.key`)."""
+    seen: dict[tuple[str, str | int], None] = {}
     for name, cells in columns.items():
         if getattr(transforms[name], "files", False):
-            for cell in cells:
+            for i, cell in enumerate(cells):
                 if isinstance(cell, str) and cell.strip():
                     seen.setdefault((name, cell), None)
+                elif cacheable(cell):
+                    seen.setdefault((name, i), None)
     return list(seen)
 
 
-def _start(transforms: dict[str, Any], cache: FeatureCache) -> None:
+def state() -> dict[str, Any]:
+    """In a :func:`pool_map` function: the ``state`` it was given (inherited through fork)."""
+    return _state
+
+
+def _start(fn: Callable[[Any], Any], state: dict[str, Any]) -> None:
     torch.set_num_threads(1)  # one process per core; each its own single-threaded STFT
-    _state.update(transforms=transforms, cache=cache)
+    _state.update(state, fn=fn)
 
 
-def _compute(item: tuple[str, str]) -> bool:
-    name, cell = item
+def _call(item: Any) -> Any:
+    return _state["fn"](item)
+
+
+def pool_map(
+    fn: Callable[[Any], Any],
+    items: list[Any],
+    workers: int,
+    what: Callable[[Any], str],
+    progress: Callable[[int, int, float], None] | None = None,
+    state: dict[str, Any] | None = None,
+) -> list[Any]:
+    """``[fn(item) for item in items]`` by ``workers`` forked processes, in order (one process: in this one).
+
+    ``fn`` and ``state`` (read in the workers from this module's ``_state``) are inherited through fork, never
+    pickled; only the items and results travel. A process that dies (a decoder's crash, the kernel killing it
+    for memory) is one DataError line naming what it was doing, ``what(item)``, near the item it died on.
+    ``progress(done, total, seconds)`` is called about a hundred times.
+    """
+    start, out = time.perf_counter(), []
+    every = max(1, min(256, len(items) // 100))
+    if workers <= 1:
+        _state.update(state or {}, fn=fn)
+        for i, item in enumerate(items, 1):
+            out.append(fn(item))
+            if progress is not None and (i % every == 0 or i == len(items)):
+                progress(i, len(items), time.perf_counter() - start)
+        return out
+    chunk = max(1, min(64, len(items) // (workers * 8)))
+    context = multiprocessing.get_context("fork")  # the fitted transforms are inherited, not pickled
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(fn, state or {})) as pool:
+            for result in pool.map(_call, items, chunksize=chunk):
+                out.append(result)
+                if progress is not None and (len(out) % every == 0 or len(out) == len(items)):
+                    progress(len(out), len(items), time.perf_counter() - start)
+    except BrokenProcessPool:
+        # map() yields in order: the items up to len(out) finished, and the crash was in one of the next chunks.
+        done = len(out)
+        raise DataError(
+            f"a process of the first pass died while {what(items[done])} (after {done} of {len(items)}; among the "
+            f"next {chunk * workers}): a file that crashes its decoder, or memory ran out; set "
+            "data.prepare_workers: 0 and data.num_workers: 0 to find the row, and remove or re-encode it"
+        ) from None
+    return out
+
+
+def _compute(item: tuple[str, str | int]) -> bool:
+    name, ref = item
+    cell = ref if isinstance(ref, str) else _state["columns"][name][ref]
     try:
         _state["cache"].get_or_compute(cell, _state["transforms"][name])
         return True
@@ -68,26 +125,25 @@ def prefill(
     progress: Callable[[int, int, float], None] | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> int:
-    """Compute the features of every file cell of ``columns`` into ``cache`` with ``workers`` processes.
+    """Compute the features of every file cell (and cacheable array cell) of ``columns`` into ``cache`` with
+    ``workers`` processes.
 
     Returns the number of cells the pool computed or found (0 when it did not run: no cache, one worker, or
-    too few files to be worth the processes). ``progress(done, total, seconds)`` is called as files finish.
+    too few cells to be worth the processes). ``progress(done, total, seconds)`` is called as cells finish.
     ``shard=(i, n)``: only every n-th file cell from the i-th (one process's share under torchrun).
     """
     items = file_cells(columns, transforms)[shard[0] :: shard[1]]
     if cache is None or workers <= 1 or len(items) < MIN_FILES_PER_WORKER * 2:
         return 0
     workers = min(workers, len(items) // MIN_FILES_PER_WORKER)
-    start, done, ok = time.perf_counter(), 0, 0
-    # fork: the fitted transforms are inherited, not pickled (a pretrained front end's sessions are per process).
-    context = multiprocessing.get_context("fork")
-    chunk = max(1, min(64, len(items) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(transforms, cache)) as pool:
-        for good in pool.map(_compute, items, chunksize=chunk):
-            done += 1
-            ok += good
-            if progress is not None and (done % 256 == 0 or done == len(items)):
-                progress(done, len(items), time.perf_counter() - start)
+    start = time.perf_counter()
+
+    def what(item: tuple[str, str | int]) -> str:
+        where = item[1] if isinstance(item[1], str) else f"row {item[1]} of the built table"
+        return f"decoding input '{item[0]}' (near {where})"
+
+    state = {"transforms": transforms, "cache": cache, "columns": columns}
+    ok = sum(pool_map(_compute, items, workers, what, progress, state))
     seconds = time.perf_counter() - start
     log.info(
         "prepared %d files in %.1f s (%.0f files/s, %d processes)", len(items), seconds, len(items) / seconds, workers

@@ -70,7 +70,7 @@ def load_exportable(run: Path) -> RunPredictor:
     """The run's predictor, or a one-line reason why its model cannot be one ONNX graph."""
     rundir = RunDir(run)
     require_verb(rundir, "export", ExportRefusal)  # a language model's or GAN's refusal: what export is for
-    predictor = RunPredictor(rundir)
+    predictor = RunPredictor(rundir, device="cpu")  # ONNX export traces on the CPU; the file runs anywhere
     if hasattr(predictor.model.head, "reduce"):
         raise ExportError(
             f"{run} has a caption head: its text comes from a greedy decode loop with a KV cache, which export "

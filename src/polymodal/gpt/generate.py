@@ -123,6 +123,7 @@ def stream(
     of the ``stop`` sequences (the stop tokens are yielded too; callers trim them).
     """
     model.eval()
+    idx = idx.to(model.lm_head.weight.device)  # a prompt encoded on the CPU, a model on a GPU
     step = Stepper(model, prefix, use_cache)
     out: list[int] = []
     new = idx.shape[1]
@@ -131,7 +132,10 @@ def stream(
         if temperature == 0:
             nxt = logits.argmax(-1, keepdim=True)
         else:
-            nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+            probs = logits.softmax(-1)
+            if generator is not None and generator.device != probs.device:  # a seeded CPU generator draws on the CPU
+                probs = probs.cpu()
+            nxt = torch.multinomial(probs, 1, generator=generator).to(idx.device)
         idx, new = torch.cat([idx, nxt], dim=1), 1
         out.append(int(nxt))
         yield out[-1]

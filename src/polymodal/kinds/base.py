@@ -155,11 +155,14 @@ class RunKind:
         raise NotImplementedError
 
     # -- finished runs -----------------------------------------------------------------------------------
-    def load(self, run: RunDir) -> Any:
-        """The finished run ready for its use verb (predict, generate or sample); kinds without one refuse."""
+    def load(self, run: RunDir, device: str | None = None) -> Any:
+        """The finished run ready for its use verb (predict, generate or sample), its model on ``device`` (default
+        the run's ``trainer.device`` where the kind trains on one, else the CPU); kinds without one refuse."""
         raise refusal(self, "predict", run.path)
 
-    def evaluate(self, run: RunDir, split: str = "test", table: Path | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, run: RunDir, split: str = "test", table: Path | None = None, device: str | None = None
+    ) -> dict[str, Any]:
         """The run's metrics: by default the final metrics its training measured (see :meth:`RunDir.final_metrics`)."""
         if table is not None:
             raise PolymodalError(
@@ -174,7 +177,7 @@ class RunKind:
         run.require("metrics.json")
         return run.final_metrics()[1]
 
-    def outputs(self, run: RunDir, split: str, table: Path | None) -> Outputs | None:
+    def outputs(self, run: RunDir, split: str, table: Path | None, device: str | None = None) -> Outputs | None:
         """The model's outputs on a split (for the report's data sections); None when the kind has none."""
         return None
 
@@ -237,6 +240,7 @@ def finish(
         "stopped_early": fit.stopped_early,
         "train_seconds": round(fit.seconds, 3),
         "step_seconds": round(fit.step_seconds, 3),  # inside training steps only (rank 0's clock)
+        "data_wait_seconds": round(fit.data_seconds, 3),  # of which waiting for the next batch
         "train_samples": fit.samples,  # examples that went through a training step, over all processes
         "processes": dist.world_size,
         **fit.summary,

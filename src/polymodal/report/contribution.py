@@ -25,7 +25,7 @@ def ablation(view: RunView) -> dict[str, float]:
     if view.dataset is None:
         return {}
     p = view.predictor
-    return modality_ablation(Evaluator(p.model, max(p.recipe.trainer.batch_size, 128)), view.dataset)
+    return modality_ablation(Evaluator(p.model, max(p.recipe.trainer.batch_size, 128), device=p.device), view.dataset)
 
 
 def shares(view: RunView) -> dict[str, float]:

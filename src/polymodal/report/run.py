@@ -101,11 +101,12 @@ def load_run(run_dir: str | Path, split: str = "test", table: str | Path | None 
     target_kind = (meta.get("target") or {}).get("kind", "class")
     view = RunView(run.path, target_kind, recipe, meta, metrics, history, split, run_kind=kind.name)
     try:
-        out = kind.outputs(run, split, Path(table) if table is not None else None)
+        # The report's explanations feed the model CPU tensors: it is scored on the CPU (a report is small).
+        out = kind.outputs(run, split, Path(table) if table is not None else None, "cpu")
     except PolymodalError as exc:
         if table is not None:  # the user asked for this table: a problem with it is an error, not a note
             raise
-        view.predictor = kind.load(run)
+        view.predictor = kind.load(run, "cpu")
         view.data_error = str(exc)
         return view
     assert out is not None

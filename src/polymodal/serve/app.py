@@ -76,6 +76,7 @@ def create_app(
     batch_ms: float = 0.0,
     max_batch: int = 32,
     engine: str = "torch",
+    device: str | None = None,
 ) -> FastAPI:
     """A FastAPI app serving one finished run.
 
@@ -88,13 +89,15 @@ def create_app(
         engine: ``torch``, or ``onnx``: predictions from an onnxruntime session over the model exported at
             start-up (checked against PyTorch; ~4× faster for small models at batch 1). ``?explain=1`` and
             language models always use PyTorch.
+        device: Where the PyTorch model runs (``auto``, ``cpu``, ``cuda[:N]``, ``mps``; default the run's
+            ``trainer.device``, the CPU for a language model); the onnx engine runs on the CPU.
     """
     if engine not in ENGINES:
         raise PolymodalError(f"unknown engine '{engine}'; use one of: {', '.join(ENGINES)}")
     run = Path(run_dir)
     limits = limits or Limits()
     kind = servable(run)
-    loaded = kind.load(RunDir(run))
+    loaded = kind.load(RunDir(run), "cpu" if engine == "onnx" else device)
     app = FastAPI(
         title=f"polymodal: {run.name}",
         description='Predictions from a polymodal run. Errors are JSON `{"error": "...", "request_id": "..."}` '

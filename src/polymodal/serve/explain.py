@@ -64,12 +64,13 @@ def saliency(
         modalities: ``{input: modality}``.
         transforms: The run's fitted transforms (for each input's baseline).
     """
+    device = next(model.parameters()).device
     with torch.enable_grad():
-        inputs = {k: v.unsqueeze(0).clone() for k, v in example.items()}
+        inputs = {k: v.unsqueeze(0).to(device).clone() for k, v in example.items()}
         wanted = [k for k, v in inputs.items() if present[k] and v.is_floating_point()]
         for k in wanted:
             inputs[k].requires_grad_(True)
-        flags = {k: torch.tensor([p]) for k, p in present.items()}
+        flags = {k: torch.tensor([p], device=device) for k, p in present.items()}
         logits = model(inputs, flags).logits  # (1, K)
         if logits.ndim != 2:
             return {}
@@ -79,8 +80,8 @@ def saliency(
     for k, g in zip(wanted, grads, strict=True):
         if g is None:
             continue
-        x = inputs[k].detach()[0] - baseline(modalities[k], transforms[k])
-        m = reduce_map(modalities[k], g[0] * x)
+        x = inputs[k].detach()[0].cpu() - baseline(modalities[k], transforms[k])
+        m = reduce_map(modalities[k], g[0].cpu() * x)
         m = m / m.max() if float(m.max()) > 0 else m
         out[k] = {"map": m.double().round(decimals=3).tolist(), "shape": list(m.shape), "method": METHOD}
     return out

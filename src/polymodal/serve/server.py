@@ -146,7 +146,9 @@ def app_from_env() -> FastAPI:
     settings = json.loads(os.environ[ENV])
     torch.set_num_threads(settings["threads"])
     limits = Limits(**settings["limits"])
-    return create_app(settings["run_dir"], limits, settings["batch_ms"], settings["max_batch"], settings["engine"])
+    return create_app(
+        settings["run_dir"], limits, settings["batch_ms"], settings["max_batch"], settings["engine"], settings["device"]
+    )
 
 
 def serve(
@@ -160,19 +162,20 @@ def serve(
     max_batch: int = 32,
     log_level: str = "warning",
     engine: str = "torch",
+    device: str | None = None,
 ) -> None:
     """Serve ``run_dir`` until interrupted.
 
     Args:
         workers: Processes, each with its own copy of the model, sharing the listening socket.
         threads: torch threads per process (1 is fastest for small models under concurrent load).
-        limits, batch_ms, max_batch, engine: As for :func:`create_app` (``limits.header_timeout_s`` goes to
+        limits, batch_ms, max_batch, engine, device: As for :func:`create_app` (``limits.header_timeout_s`` goes to
             the protocol: :func:`build_server` in one process, ``$POLYMODAL_SERVE`` in workers).
     """
     limits = limits or Limits()
     if workers == 1:
         torch.set_num_threads(threads)
-        app = create_app(run_dir, limits, batch_ms, max_batch, engine)
+        app = create_app(run_dir, limits, batch_ms, max_batch, engine, device)
         build_server(app, host, port, log_level, limits.header_timeout_s).run()
         return
     servable(Path(run_dir))  # a bad run directory fails here, once, not in every worker
@@ -182,6 +185,7 @@ def serve(
         "batch_ms": batch_ms,
         "max_batch": max_batch,
         "engine": engine,
+        "device": device,
     }
     os.environ[ENV] = json.dumps({**settings, "threads": threads})
     uvicorn.run(

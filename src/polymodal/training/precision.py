@@ -7,8 +7,10 @@ is at least ``MIN_GAIN`` faster. The answer is cached per machine, torch version
 ``$POLYMODAL_CACHE/../precision.json`` (default ``~/.cache/polymodal/precision.json``), so a second run of the
 same recipe skips the probe. The probe leaves the model, its BatchNorm statistics, its gradients and the random
 streams exactly as it found them, so a run trains the same whether the answer came from the probe or the cache.
-On CUDA, ``auto`` is bf16 when the GPU supports it; under torchrun on CPUs it is fp32 (every process must agree,
-and a per-process probe might not).
+On CUDA, ``auto`` is bf16 when the GPU supports it (Ampere and later), else fp16 with a gradient scaler; under
+torchrun on CPUs it is fp32 (every process must agree, and a per-process probe might not). ``fp16`` needs CUDA:
+its gradient scaler exists to keep a GPU's fp16 tensor cores usable, and CPUs that are fast in half precision are
+fast in bf16, which needs no scaler (:func:`check_precision`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from polymodal.errors import CheckpointError
+from polymodal.errors import CheckpointError, ConfigError
 from polymodal.storage import atomic_write_json
 
 log = logging.getLogger(__name__)
 MIN_GAIN = 0.10  # bf16 must save at least 10 % of a step: below that, fp32's exactness is worth more
 WARMUP, ROUNDS = 2, 5  # steps per precision before timing, then timed rounds (fp32, bf16, fp32, bf16, ...)
+
+
+FP16_DEVICES = ("cuda",)  # device types that train in fp16 (with a gradient scaler)
+
+
+def check_precision(setting: str, device: torch.device) -> None:
+    """One ConfigError line for a precision this device does not train in."""
+    if setting == "fp16" and device.type not in FP16_DEVICES:
+        raise ConfigError(
+            f"trainer.precision: fp16 trains on a CUDA GPU (with a gradient scaler), not on {device.type}; use "
+            "precision: bf16 or auto"
+        )
 
 
 def cache_file() -> Path:
@@ -83,7 +97,7 @@ def resolve_precision(
     if setting != "auto":
         return setting
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type != "cpu" or distributed:
         return "fp32"
     key, path = machine_key(model, batch_shapes), cache_file()

@@ -30,6 +30,8 @@ class LoopState:
         stopped: Early stopping ended the run (its ``epoch`` is the last one it trained).
         seconds: Wall time of training so far (carried across resumes).
         step_seconds: Time inside training steps only (including fetching their batch).
+        data_seconds: The part of ``step_seconds`` spent waiting for the next batch (loading workers that keep
+            up make it near zero; a GPU left waiting for data shows here).
         samples: Examples processed by training steps, over all processes.
         loss_sum: Training loss summed over the examples of the current epoch so far, over all processes.
         seen: Examples behind ``loss_sum``.
@@ -47,6 +49,7 @@ class LoopState:
     stopped: bool = False
     seconds: float = 0.0
     step_seconds: float = 0.0
+    data_seconds: float = 0.0
     samples: int = 0
     loss_sum: float = 0.0
     seen: int = 0

@@ -11,6 +11,7 @@ see :mod:`polymodal.kinds`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,13 +23,15 @@ from torch.utils.data import DataLoader, Dataset
 from polymodal.config import TrainerConfig
 from polymodal.contracts import ModelOutput
 from polymodal.data.dataset import collate
+from polymodal.data.loading import EpochBatches, Loading, example_seed, guarded, worker_start
 from polymodal.errors import ConfigError
 from polymodal.privacy.dpsgd import DPSGD
 from polymodal.training.distributed import Dist
-from polymodal.training.evaluator import Evaluator, autocast, to_device
+from polymodal.training.evaluator import Evaluator, autocast, pinned, to_device
 from polymodal.training.optim import build_optimizer, lr_at
-from polymodal.training.precision import resolve_precision
+from polymodal.training.precision import check_precision, resolve_precision
 
+INIT_SCALE = 2.0**16  # fp16's first loss scale (torch's default); it halves on each overflow, doubles after 2,000 steps
 Batch = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, torch.Tensor]
 
 
@@ -137,48 +140,71 @@ def optimizer_step(
     cfg: TrainerConfig,
     lr: float,
     device: torch.device,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
     """One plain step: forward (``net``: the model, or DDP around it) under ``cfg.precision``'s autocast, the
-    model's loss, backward, gradient clipping, optimiser step with learning rate ``lr``; returns the loss."""
+    model's loss, backward, gradient clipping, optimiser step with learning rate ``lr``; returns the loss.
+
+    fp16 goes through ``scaler``: the loss is scaled up before backward so small gradients do not underflow, the
+    gradients are unscaled before clipping, and a step whose gradients overflowed is skipped (the scale halves).
+    The step reads one number back from the device, the loss, at its very end (for the metrics and the NaN
+    check): a GPU runs the whole step without waiting for the host in between."""
     inputs, present, y = to_device(batch, device)
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast(device, cfg.precision):
         out: ModelOutput = net(inputs, present)
     loss = model.loss(out, y)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {float(loss)}; lower trainer.lr")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    optimizer.step()
-    return loss.item()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    value = loss.item()
+    if not math.isfinite(value):  # the run stops here: the weights this step changed are never saved
+        raise FloatingPointError(f"loss became {value}; lower trainer.lr")
+    return value
 
 
-def loader(ds: Dataset, batches: Sequence[list[Any]], collate_fn: Callable = collate, workers: int = 0) -> DataLoader:
+def loader(
+    ds: Dataset,
+    batches: Sequence[list[Any]] | EpochBatches,
+    collate_fn: Callable = collate,
+    loading: Loading | None = None,
+    device: torch.device | None = None,
+) -> DataLoader:
     """A DataLoader over given batches of row indices. Its private generator matters: each DataLoader iterator
     draws a base seed, and drawing it from the global RNG would shift the dropout stream of a run resumed
-    mid-epoch away from the uninterrupted one. ``workers`` processes (forked, so they share the examples
-    preprocessed before training) load the batches when > 0."""
-    extra: dict[str, Any] = {"multiprocessing_context": "fork", "worker_init_fn": one_thread} if workers else {}
+    mid-epoch away from the uninterrupted one. ``loading.workers`` processes (forked, so they share the examples
+    preprocessed before training) load the batches when > 0; batches for a CUDA device are built in pinned
+    memory, so their copy to the GPU is asynchronous."""
+    loading = loading or Loading()
+    extra: dict[str, Any] = {}
+    if loading.workers:
+        extra = {
+            "multiprocessing_context": "fork",
+            "worker_init_fn": worker_start,
+            "persistent_workers": loading.persistent,
+            "prefetch_factor": loading.prefetch,
+            "timeout": loading.timeout,
+        }
     return DataLoader(
         ds,
-        batch_sampler=list(batches),
+        batch_sampler=batches,
         collate_fn=collate_fn,
-        num_workers=workers,
+        num_workers=loading.workers,
         generator=torch.Generator(),
+        pin_memory=device is not None and pinned(device),
         **extra,
     )
-
-
-def one_thread(_: int) -> None:
-    torch.set_num_threads(1)  # a loading worker per core; each single-threaded
-
-
-def example_seed(seed: int, epoch: int, row: int) -> int:
-    """The seed of one row's augmentation in one epoch (the same whichever process loads it, and on resume)."""
-    return (seed * 1_000_003 + epoch) * 10_000_019 + row & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class SupervisedStep(Stateless):
@@ -204,12 +230,21 @@ class SupervisedStep(Stateless):
         self.model, self.train, self.val, self.seed, self.epoch = model, train, val, seed, 0
         self.dist = dist or Dist()
         self.net = self.dist.wrap(model)  # what the training forward runs: the model, or DDP around it
+        check_precision(cfg.precision, self.dist.device)
         self.cfg = dataclasses.replace(cfg, precision=self.chosen_precision(cfg))  # "auto" resolved once
         cfg = self.cfg
         self.optimizer: torch.optim.Optimizer | None = build_optimizer(model, cfg)
+        # fp16's narrow range needs the loss scaled (bf16 has fp32's exponent range and does not).
+        fp16 = cfg.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(self.dist.device.type, init_scale=INIT_SCALE) if fp16 else None
         self.monitor: Monitor | None = Monitor(f"val_{cfg.monitor}", cfg.monitor != "loss", cfg.patience)
         self.evaluator = Evaluator(model, max(cfg.batch_size, 128), self.dist, cfg.precision)
         self.total_steps = len(self.dist.train_batches(len(train), cfg.batch_size, seed, 0)) * cfg.epochs
+        self.loading: Loading = getattr(train, "loading", None) or Loading()
+        if hasattr(train, "set_epoch"):  # its examples change each epoch in this process: workers must not persist
+            self.loading = dataclasses.replace(self.loading, persistent=False)
+        self.batches = EpochBatches()
+        self._loader: DataLoader | None = None
 
     def chosen_precision(self, cfg: TrainerConfig) -> str:
         """``cfg.precision``, with ``auto`` measured on this model and its first training batch."""
@@ -238,13 +273,24 @@ class SupervisedStep(Stateless):
         self.model.train()
         if getattr(self.train, "augment", False):  # each row's draws from its own seed: worker count is moot
             units = [[(i, example_seed(self.seed, self.epoch, i)) for i in batch] for batch in units]
-        return loader(self.train, units, workers=getattr(self.train, "loader_workers", 0))
+        self.batches.set(units)
+        if self._loader is None or not (self.loading.workers and self.loading.persistent):
+            self._loader = loader(self.train, self.batches, loading=self.loading, device=self.dist.device)
+        return guarded(self._loader, self.loading)
 
     def step(self, unit: Batch, step: int) -> StepResult:
         lr = lr_at(step, self.total_steps, self.cfg)
         assert self.optimizer is not None
-        loss = optimizer_step(self.net, self.model, self.optimizer, unit, self.cfg, lr, self.dist.device)
+        loss = optimizer_step(self.net, self.model, self.optimizer, unit, self.cfg, lr, self.dist.device, self.scaler)
         return StepResult(loss, len(unit[2]), lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """fp16's loss scale and its growth counter (plain numbers): a resumed run scales as the killed one did."""
+        return {"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
 
     def end_epoch(self, epoch: int, steps: int) -> EpochEnd:
         end = validation(self.evaluator.evaluate(self.val))
@@ -261,6 +307,11 @@ class PrivateStep(SupervisedStep):
         self, model: nn.Module, cfg: TrainerConfig, train: Dataset, val: Dataset, seed: int, dist: Dist | None = None
     ) -> None:
         super().__init__(model, cfg, train, val, seed, dist)
+        if self.scaler is not None:
+            raise ConfigError(
+                "trainer.privacy does not take precision: fp16 (its per-example clipping works on "
+                "unscaled gradients); use bf16 or fp32"
+            )
         if self.dist.world_size > 1:
             raise ConfigError("trainer.privacy does not run under torchrun yet; train it in one process")
         assert cfg.privacy is not None
@@ -271,7 +322,7 @@ class PrivateStep(SupervisedStep):
 
     def feed(self, units: Sequence[list[int]]) -> Iterable[Batch]:
         self.model.train()
-        return loader(self.train, units, self.private.collate(self.train))
+        return loader(self.train, units, self.private.collate(self.train), device=self.dist.device)
 
     def step(self, unit: Batch, step: int) -> StepResult:
         lr = lr_at(step, self.total_steps, self.cfg)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from polymodal.data.loading import Loading, worker_error
 from polymodal.errors import CheckpointError
 from polymodal.runs import RunDir
 from polymodal.storage import load_weights, save_weights
@@ -68,6 +69,7 @@ class FitResult:
     stopped_early: bool
     seconds: float
     step_seconds: float = 0.0  # time inside training steps only (no first-use data decoding, no validation)
+    data_seconds: float = 0.0  # the part of step_seconds spent waiting for the next batch
     samples: int = 0  # training examples processed, over all processes
     summary: dict[str, Any] = field(default_factory=dict)  # the step strategy's own record (e.g. privacy)
 
@@ -122,6 +124,15 @@ class Trainer:
         return st
 
     def fit(self, resume: bool = False) -> FitResult:
+        try:
+            return self._fit(resume)
+        except RuntimeError as exc:  # torch's SIGCHLD handler raises a loading worker's death wherever we are
+            error = worker_error(exc, getattr(self.step, "loading", Loading(workers=1)))
+            if error is None:
+                raise
+            raise error from None
+
+    def _fit(self, resume: bool) -> FitResult:
         cfg, step, dist = self.cfg, self.step, self.dist
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -159,6 +170,7 @@ class Trainer:
             loss_sum, seen = (st.loss_sum, st.seen) if dist.is_main else (0.0, 0)
             t_step = time.perf_counter()
             for unit in step.feed(units[st.batch :]):
+                st.data_seconds += time.perf_counter() - t_step
                 out = step.step(unit, st.step)
                 st.step += 1
                 st.batch += 1
@@ -207,6 +219,7 @@ class Trainer:
             st.stopped,
             time.perf_counter() - t_start,
             st.step_seconds,
+            st.data_seconds,
             st.samples,
             step.summary(st.step),
         )

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from polymodal.data.datasets.fsdd import fsdd_dir, fsdd_mfcc_frame, fsdd_wav_frame
 from polymodal.data.datasets.mnist import mnist_arrays
+from polymodal.data.prepare import default_workers, pool_map
+from polymodal.data.prepare import state as prepare_state
 from polymodal.data.table import Table, stratified_split
 from polymodal.errors import DataError
 from polymodal.registry import DATASETS
@@ -119,18 +121,22 @@ class AVDigits:
         return table
 
     def degrade(self, images: list[np.ndarray], audio: list) -> tuple[list[np.ndarray], list]:
-        """The degraded images and recordings (waveforms or MFCC arrays), one seeded generator per row."""
+        """The degraded images and recordings (waveforms or MFCC arrays), one seeded generator per row; the
+        recordings are read and mixed with noise by a process per core (the same arrays as in one process)."""
+        rows = list(zip(images, audio, strict=True))
+        what = lambda i: f"reading AV-Digits recording {audio[i]}"  # noqa: E731
+        out = pool_map(self.degrade_row, list(range(len(rows))), default_workers(), what, state={"rows": rows})
+        return [img for img, _ in out], [rec for _, rec in out]
+
+    def degrade_row(self, i: int) -> tuple[np.ndarray, Any]:
         from polymodal.data.modalities.audio import add_noise, read_audio
 
-        out_img, out_audio = [], []
-        for i, (img, rec) in enumerate(zip(images, audio, strict=True)):
-            rng = np.random.default_rng([self.pairing_seed, 7, i])
-            out_img.append(degrade_image(img, self.image_contrast, self.image_noise, rng))
-            if self.audio_snr_db is None:
-                out_audio.append(rec)
-            elif isinstance(rec, np.ndarray):  # MFCC frames (T, 13)
-                spread = rec.std(axis=0, keepdims=True) * 10 ** (-self.audio_snr_db / 20)
-                out_audio.append((rec + spread * rng.standard_normal(rec.shape)).astype(np.float32))
-            else:
-                out_audio.append(add_noise(read_audio(Path(rec), 8000), self.audio_snr_db, rng))
-        return out_img, out_audio
+        img, rec = prepare_state()["rows"][i]
+        rng = np.random.default_rng([self.pairing_seed, 7, i])
+        img = degrade_image(img, self.image_contrast, self.image_noise, rng)
+        if self.audio_snr_db is None:
+            return img, rec
+        if isinstance(rec, np.ndarray):  # MFCC frames (T, 13)
+            spread = rec.std(axis=0, keepdims=True) * 10 ** (-self.audio_snr_db / 20)
+            return img, (rec + spread * rng.standard_normal(rec.shape)).astype(np.float32)
+        return img, add_noise(read_audio(Path(rec), 8000), self.audio_snr_db, rng)

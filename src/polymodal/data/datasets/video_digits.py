@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -16,9 +17,18 @@ from polymodal.data.datasets.common import ENV_VAR
 from polymodal.data.datasets.fsdd import fsdd_dir, fsdd_wav_frame
 from polymodal.data.modalities.audio import read_audio
 from polymodal.data.modalities.video import FPS, moving_digit, write_mp4
+from polymodal.data.prepare import default_workers, pool_map
 from polymodal.data.table import Table
 from polymodal.errors import DataError
 from polymodal.registry import DATASETS
+
+
+def write_video(job: tuple[str, str, np.ndarray]) -> None:
+    """One MP4: the digit image moving for as long as the recording lasts, the recording as its sound."""
+    path, audio, image = job
+    wave = read_audio(Path(audio), 8000)
+    n_frames = max(4, round(len(wave) / 8000 * FPS))
+    write_mp4(Path(path), moving_digit(image, n_frames), wave, 8000)
 
 
 @dataclass
@@ -55,13 +65,11 @@ class VideoDigits:
         frame = frame[frame["index"] < self.max_index].reset_index(drop=True)
         images = pair_images(frame["digit"].to_numpy(), frame["split"].to_numpy(), seed=0)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for row, image in zip(frame.itertuples(), images, strict=True):
-            path = self.out_dir / f"{Path(row.audio).stem}.mp4"
-            if not path.is_file():  # generated once, then reused
-                wave = read_audio(Path(row.audio), 8000)
-                n_frames = max(4, round(len(wave) / 8000 * FPS))
-                write_mp4(path, moving_digit(image, n_frames), wave, 8000)
-            paths.append(str(path))
+        mp4s = [str(self.out_dir / f"{Path(a).stem}.mp4") for a in frame["audio"]]
+        jobs = list(zip(mp4s, frame["audio"], images, strict=True))
+        todo = [job for job in jobs if not Path(job[0]).is_file()]  # generated once, then reused
+        what = lambda job: f"writing {job[0]}"  # noqa: E731
+        pool_map(write_video, todo, default_workers() if len(todo) >= 16 else 1, what)
+        paths = [job[0] for job in jobs]
         table = pd.DataFrame({"video": paths, "label": frame["digit"], "split": frame["split"]})
         return Table(table, label="label", split="split", source=f"video_digits ({self.out_dir})")

@@ -297,6 +297,10 @@ class AudioTransform(Transform):
     def augments_wave(self) -> bool:
         return bool(self.gain_db or self.shift or self.speed or self.noise)
 
+    @property
+    def recomputes(self) -> bool:
+        return self.augments_wave  # every epoch: the waveform augmented, then its STFT and mel features again
+
     def augment_wave(self, wav: np.ndarray) -> np.ndarray:
         """Speed, gain, shift, then noise (so the noise also fills a shift's zeros, as a room's hiss would), each
         drawn from torch's global RNG so a seeded or resumed run draws the same ones."""

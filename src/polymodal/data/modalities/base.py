@@ -74,6 +74,12 @@ class Transform:
     def augment_example(self, value: Any, x: torch.Tensor) -> torch.Tensor:
         return self.augment(x)
 
+    @property
+    def recomputes(self) -> bool:
+        """Whether a training example's augmentation computes its features again (worth loading workers:
+        ``data.num_workers: auto``)."""
+        return False
+
     def fit(self, values: list[Any]) -> None:
         return None
 

@@ -25,6 +25,7 @@ from polymodal.kinds.federated.recipe import FederatedConfig
 from polymodal.training.distributed import Dist, epoch_order
 from polymodal.training.evaluator import Evaluator
 from polymodal.training.optim import build_optimizer, lr_at
+from polymodal.training.precision import check_precision
 from polymodal.training.steps import EpochEnd, Monitor, Stateless, StepResult, loader, optimizer_step, validation
 
 
@@ -101,6 +102,7 @@ class FedAvgStep(Stateless):
         self.model, self.cfg, self.fed, self.train, self.val = model, cfg, fed, train, val
         self.shards, self.seed = shards, seed
         self.monitor: Monitor | None = Monitor(f"val_{cfg.monitor}", cfg.monitor != "loss", cfg.patience)
+        check_precision(cfg.precision, torch.device("cpu"))  # clients train on the CPU
         self.evaluator = Evaluator(model, max(cfg.batch_size, 128), Dist(), cfg.precision)
         self.round, self.chosen = 0, []
         self.states: list[dict[str, torch.Tensor]] = []

@@ -84,8 +84,8 @@ class GANKind(RunKind):
             )
         return finish(self, run, fit, metrics, data.source, dist, model=gan, data=data)
 
-    def load(self, run: RunDir) -> GANRun:
-        return GANRun(run)
+    def load(self, run: RunDir, device: str | None = None) -> GANRun:
+        return GANRun(run)  # a GAN trains and samples on the CPU
 
     def progress(self, row: dict[str, Any]) -> str:
         text = f"W {row['wasserstein']:.3f}  gp {row['gp']:.3f}  G {row['generator_loss']:.3f}"

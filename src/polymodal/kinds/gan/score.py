@@ -60,7 +60,7 @@ class Scorer:
     run's own image transform, exactly as a PNG of them would be read)."""
 
     def __init__(self, classifier_dir: Path) -> None:
-        self.predictor = RunPredictor(classifier_dir)
+        self.predictor = RunPredictor(classifier_dir, device="cpu")  # scores the CPU-trained GAN's images
         self.input = next(iter(self.predictor.inputs))
         self.classes = list(self.predictor.classes)
         metrics = self.predictor.rundir.record()

@@ -92,8 +92,8 @@ class LMKind(RunKind):
         val = step.evaluator.evaluate(data.val)
         return finish(self, run, fit, val, data.source, dist, model=model, data=data)
 
-    def load(self, run: RunDir) -> LMRun:
-        return LMRun(run)
+    def load(self, run: RunDir, device: str | None = None) -> LMRun:
+        return LMRun(run, device)
 
     def describe(self, metrics: dict[str, Any], split: str) -> list[str]:
         loss = metrics["loss"]

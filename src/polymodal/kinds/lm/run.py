@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from polymodal.gpt.model import GPT, GPTConfig
 from polymodal.gpt.tokenizer import load_tokenizer
 from polymodal.kinds.lm.model import LanguageModel
 from polymodal.runs import RunDir
 from polymodal.storage import load_weights
+from polymodal.training.distributed import resolve_device
 
 META: dict[str, type | tuple[type, ...]] = {"model": dict}
 
@@ -19,16 +22,18 @@ class LMRun:
 
     Args:
         run_dir: A finished ``kind: lm`` run directory.
+        device: Where the GPT runs (``auto``, ``cpu``, ``cuda[:N]``, ``mps``); default the CPU.
     """
 
-    def __init__(self, run_dir: str | Path | RunDir) -> None:
+    def __init__(self, run_dir: str | Path | RunDir, device: str | None = None) -> None:
         self.rundir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.rundir.require("meta.json", "tokenizer.json", "weights.safetensors")
         self.meta: dict[str, Any] = self.rundir.fields(META)
         self.tokenizer = load_tokenizer(self.rundir.read_json("tokenizer.json"))
         wrapped = LanguageModel(GPT(GPTConfig(**self.meta["model"])))
         load_weights(wrapped, self.rundir.weights)
-        self.model: GPT = wrapped.gpt.eval()
+        self.device = torch.device(resolve_device(device or "cpu"))
+        self.model: GPT = wrapped.gpt.to(self.device).eval()
 
     @property
     def block_size(self) -> int:

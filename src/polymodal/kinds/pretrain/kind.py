@@ -22,7 +22,7 @@ from polymodal.pretrain.base import build_encoders
 from polymodal.registry import OBJECTIVES
 from polymodal.runs import RunDir
 from polymodal.storage import load_weights
-from polymodal.training.distributed import Dist
+from polymodal.training.distributed import Dist, resolve_device
 from polymodal.training.evaluator import Evaluator
 from polymodal.training.steps import supervised_step
 from polymodal.training.trainer import Trainer
@@ -81,7 +81,9 @@ class PretrainKind(RunKind):
         extra = {"objective": dataclasses.asdict(recipe.objective.params)}
         return finish(self, run, fit, test, data.source, dist, extra, len(data.skipped), model, data)
 
-    def evaluate(self, run: RunDir, split: str = "test", table: Path | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, run: RunDir, split: str = "test", table: Path | None = None, device: str | None = None
+    ) -> dict[str, Any]:
         """Re-score the run's kept weights on a split of its data with its objective's metrics (e.g. after a
         metric changed); the run's files are not modified."""
         if table is not None:
@@ -95,7 +97,9 @@ class PretrainKind(RunKind):
         check_shapes(data.splits["train"].shapes, meta["in_shapes"], data.source, str(meta.get("data_source")))
         model = build_objective(recipe, data)
         load_weights(model, run.weights)
-        metrics = Evaluator(model, max(recipe.trainer.batch_size, 128)).evaluate(data.splits[split].view())
+        where = torch.device(resolve_device(device or recipe.trainer.device))
+        evaluator = Evaluator(model.to(where), max(recipe.trainer.batch_size, 128), device=where)
+        metrics = evaluator.evaluate(data.splits[split].view())
         return {"objective": recipe.objective.name, "split": split, **metrics}
 
     def describe(self, metrics: dict[str, Any], split: str) -> list[str]:

@@ -57,7 +57,10 @@ def train_supervised(
     states = saved_transforms(run, resume)
     if recipe.init_from is not None and not resume:
         states = pretrained_transforms(recipe.init_from, recipe)  # a pretrained text encoder needs its vocabulary
-    data = build_data(recipe, transform_states=states)
+    progress = None
+    if callback and dist.is_main:  # the first pass over the files, for a progress bar (files/s, time left)
+        progress = lambda done, total, s: callback("prepare", done=done, total=total, seconds=s)  # noqa: E731
+    data = build_data(recipe, transform_states=states, progress=progress)
     if callback and dist.is_main:
         callback("data", source=data.source, sizes={k: len(v) for k, v in data.splits.items()})
     check_monitor(recipe, data.target)
@@ -99,14 +102,17 @@ class SupervisedKind(RunKind):
     def train(self, recipe: Recipe, run: RunDir, resume: bool, callback: Callback | None, dist: Dist) -> RunResult:
         return train_supervised(self, recipe, run, resume, callback, dist)[0]
 
-    def load(self, run: RunDir) -> RunPredictor:
-        return RunPredictor(run)
+    def load(self, run: RunDir, device: str | None = None) -> RunPredictor:
+        return RunPredictor(run, device=device)
 
-    def evaluate(self, run: RunDir, split: str = "test", table: Path | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, run: RunDir, split: str = "test", table: Path | None = None, device: str | None = None
+    ) -> dict[str, Any]:
         """Re-score the run's weights on a split of its own data, or on every row of another manifest."""
         t0 = time.perf_counter()
-        out = self.outputs(run, split, table)
-        evaluator = Evaluator(out.predictor.model, max(out.predictor.recipe.trainer.batch_size, 128))
+        out = self.outputs(run, split, table, device)
+        p = out.predictor
+        evaluator = Evaluator(p.model, max(p.recipe.trainer.batch_size, 128), device=p.device)
         result = {
             **out.metrics,
             "without": modality_ablation(evaluator, out.dataset),
@@ -117,19 +123,19 @@ class SupervisedKind(RunKind):
             result["skipped_rows"] = out.skipped
         return result
 
-    def outputs(self, run: RunDir, split: str, table: Path | None) -> Outputs:
+    def outputs(self, run: RunDir, split: str, table: Path | None, device: str | None = None) -> Outputs:
         """The model's outputs on ``split`` of its own data, or on every row of ``table`` (a data error is one
         PolymodalError; the report shows it as a note instead)."""
         if split not in ("train", "val", "test"):
             raise DataError(f"unknown split '{split}'; use train, val or test")
-        p = self.load(run)
+        p = self.load(run, device)
         skipped = 0
         if table is not None:
             ds, bad = p.table_data(table)
             skipped = len(bad)
         else:
             ds = p.data().splits[split].view()  # no training-time augmentation, even on the train split
-        evaluator = Evaluator(p.model, max(p.recipe.trainer.batch_size, 128))
+        evaluator = Evaluator(p.model, max(p.recipe.trainer.batch_size, 128), device=p.device)
         outputs, targets, loss = evaluator.predict(ds)
         metrics = {"loss": loss, **p.model.metrics(outputs, targets)}
         return Outputs(p, ds, outputs, targets, metrics, loss, table, skipped)

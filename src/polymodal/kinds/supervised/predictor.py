@@ -24,6 +24,8 @@ from polymodal.kinds.base import read_recipe
 from polymodal.model import MultimodalModel, build_model
 from polymodal.runs import RunDir
 from polymodal.storage import load_weights
+from polymodal.training.distributed import resolve_device
+from polymodal.training.evaluator import pinned, to_device
 
 # What a supervised run's meta.json must hold for its model to be rebuilt.
 META: dict[str, type | tuple[type, ...]] = {"classes": list, "in_shapes": dict}
@@ -34,9 +36,13 @@ class RunPredictor:
 
     Args:
         run_dir: A finished run folder (recipe.yaml, meta.json, weights.safetensors).
+        recipe: The run's recipe, when the caller has already read it.
+        device: Where the model runs: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; default the run's own
+            ``trainer.device`` (``auto`` unless the recipe named one), resolved on this machine. Preprocessing
+            stays on the CPU; each batch is moved once.
     """
 
-    def __init__(self, run_dir: str | Path | RunDir, recipe: Recipe | None = None) -> None:
+    def __init__(self, run_dir: str | Path | RunDir, recipe: Recipe | None = None, device: str | None = None) -> None:
         self.rundir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.run_dir = self.rundir.path
         self.rundir.require("recipe.yaml", "meta.json", "transforms.json", "weights.safetensors")
@@ -56,7 +62,8 @@ class RunPredictor:
             self.recipe, self.meta["in_shapes"], self.target, self.meta.get("contexts")
         )
         load_weights(self.model, self.rundir.weights)
-        self.model.eval()
+        self.device = torch.device(resolve_device(device or self.recipe.trainer.device))
+        self.model.to(self.device).eval()
 
     def data(self) -> DataBundle:
         """The run's own data, split and preprocessed as in training (its fitted transforms and classes)."""
@@ -130,7 +137,13 @@ class RunPredictor:
         ``forward(inputs, present) -> logits`` replaces the PyTorch model's, e.g. an onnxruntime session
         (:class:`polymodal.export.runtime.OnnxForward`)."""
         inputs, flags, _ = collate([(x, p, torch.tensor(0)) for x, p, _ in prepared])
-        logits = forward(inputs, flags) if forward is not None else self.model(inputs, flags).logits  # (B, K)
+        if forward is not None:
+            logits = forward(inputs, flags)  # (B, K)
+        else:
+            if pinned(self.device):  # page-locked, so the copy to the GPU does not wait for the host
+                inputs = {k: v.pin_memory() for k, v in inputs.items()}
+            inputs, flags, _ = to_device((inputs, flags, torch.zeros(0)), self.device)
+            logits = self.model(inputs, flags).logits.cpu()  # (B, K): one copy back per batch
         return [{**self.model.head.describe(lg), "missing": m} for lg, (_, _, m) in zip(logits, prepared, strict=True)]
 
     def predict(self, **values: Any) -> dict[str, Any]:
