@@ -118,6 +118,11 @@ class ExampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    @property
+    def augments(self) -> bool:
+        """Whether its rows draw random augmentations: a training split with some input's augmentation on."""
+        return self.augment and any(self.transforms[k].augments for k in self.columns)
+
     def preprocess(self, i: int) -> dict[str, torch.Tensor | None]:
         """The cached tensors of row ``i``; None where the cell is missing."""
         if self.store is not None:

@@ -271,7 +271,7 @@ class SupervisedStep(Stateless):
 
     def feed(self, units: Sequence[list[int]]) -> Iterable[Batch]:
         self.model.train()
-        if getattr(self.train, "augment", False):  # each row's draws from its own seed: worker count is moot
+        if getattr(self.train, "augments", False):  # each row's draws from its own seed: worker count is moot
             units = [[(i, example_seed(self.seed, self.epoch, i)) for i in batch] for batch in units]
         self.batches.set(units)
         if self._loader is None or not (self.loading.workers and self.loading.persistent):

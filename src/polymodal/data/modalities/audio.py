@@ -324,6 +324,10 @@ class AudioTransform(Transform):
             wav = (wav + noise).astype(np.float32)
         return np.ascontiguousarray(wav, dtype=np.float32)
 
+    @property
+    def augments(self) -> bool:
+        return bool(self.augments_wave or self.freq_mask or self.time_mask)
+
     def augment_example(self, value: Any, x: torch.Tensor) -> torch.Tensor:
         """Waveform augmentation when any of its keys is on and the cell is a waveform (a path or a (samples,)
         array): the decoded, trimmed waveform is kept in memory per path (the cached ``x`` is features, which a

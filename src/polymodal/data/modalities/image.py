@@ -178,6 +178,10 @@ class ImageTransform(Transform):
         """Gaussian pixel noise of standard deviation ``level`` on the [0, 1] intensity scale, clipped."""
         return pixel_noise(x, self.mean, self.std, level, rng)
 
+    @property
+    def augments(self) -> bool:
+        return bool(self.hflip or self.rotate > 0 or self.crop_scale < 1 or self.brightness or self.contrast)
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Random flip, rotation + resized crop (one affine resampling), brightness and contrast."""
         geometric = self.rotate > 0 or self.crop_scale < 1

@@ -228,6 +228,10 @@ class TextTransform(Transform):
         swap with its neighbour (the four edit kinds equally likely), then tokenised as usual."""
         return self(typos(as_text(value), level, rng))
 
+    @property
+    def augments(self) -> bool:
+        return bool(self.token_dropout)
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         if not self.token_dropout:
             return x

@@ -224,6 +224,10 @@ class TimeSeriesTransform(Transform):
         x[torch.from_numpy(lost).long()] = 0.0
         return x
 
+    @property
+    def augments(self) -> bool:
+        return bool(self.window or self.jitter or self.scale)
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         if self.window:
             x = self.random_window(x)
