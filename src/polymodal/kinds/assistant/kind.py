@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from polymodal.errors import ConfigError
 from polymodal.gpt.tokenizer import load_tokenizer
 from polymodal.kinds.assistant.build import (
     build_assistant,
@@ -104,7 +105,9 @@ class AssistantKind(RunKind):
         test = qa_scores(model, data.test, data.test_rows, step.evaluator)
         return finish(self, run, fit, test, data.source, dist, model=model, data=data)
 
-    def load(self, run: RunDir) -> AssistantRun:
+    def load(self, run: RunDir, device: str | None = None) -> AssistantRun:
+        if device not in (None, "auto", "cpu"):  # chat decodes one token at a time: the CPU path is the one built
+            raise ConfigError(f"an assistant run answers on the CPU; drop device {device!r} (or give cpu)")
         return AssistantRun(run)
 
     def describe(self, metrics: dict[str, Any], split: str) -> list[str]:
