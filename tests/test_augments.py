@@ -48,5 +48,6 @@ def test_feed_seeds_rows_only_when_something_augments(manifest):
         model = torch.nn.Linear(1, 1)
         step = SupervisedStep(model, recipe.trainer, train, val, seed=0)
         units = step.units(0)
-        first = step.feed(units).batch_sampler[0][0]
+        step.feed(units)  # sets this epoch's batches on the loader's sampler
+        first = step.batches.batches[0][0]
         assert isinstance(first, tuple) is seeded
