@@ -225,7 +225,7 @@ def polymodal_child(args: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from polymodal import api
-    from polymodal.data.dataset import collate
+    from polymodal.data.examples import collate
     from polymodal.kinds.base import train
     from polymodal.training.steps import SupervisedStep
 

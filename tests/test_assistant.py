@@ -96,7 +96,7 @@ def test_inputs_are_spliced_at_their_placeholders(example):
 
 
 def test_teacher_forced_exact_match_equals_greedy_decoding_with_and_without_cache(example):
-    from polymodal.data.dataset import collate
+    from polymodal.data.examples import collate
 
     run = api.load(example[0], "chat")
     model, f = run.model.eval(), run.fmt

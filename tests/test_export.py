@@ -19,7 +19,8 @@ import torch
 from conftest import tiny_recipe
 
 from polymodal import api
-from polymodal.data.dataset import build_data, collate
+from polymodal.data.dataset import build_data
+from polymodal.data.examples import collate
 from polymodal.errors import CheckpointError, ExportError
 from polymodal.export.prune import prunable, prune_global, sparsity
 

@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_recipe
 
 from polymodal import api
-from polymodal.data.dataset import collate, is_missing
+from polymodal.data.examples import collate, is_missing
 from polymodal.errors import DataError
 from polymodal.training.evaluator import Evaluator
 
@@ -64,7 +64,7 @@ def test_an_input_empty_in_every_training_row_is_refused(manifest, tmp_path):
 
 
 def test_a_missing_text_input_gets_an_integer_placeholder():
-    from polymodal.data.dataset import ExampleDataset
+    from polymodal.data.examples import ExampleDataset
 
     class Ids:
         def __call__(self, v: str) -> torch.Tensor:

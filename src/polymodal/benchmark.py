@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from polymodal.config import Recipe, parse_recipe, recipe_to_dict
-from polymodal.data.dataset import collate
+from polymodal.data.examples import collate
 from polymodal.errors import ConfigError
 from polymodal.kinds.base import train
 from polymodal.registry import FUSIONS

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from polymodal.data.dataset import collate
+from polymodal.data.examples import collate
 
 Forward = Callable[..., Any]  # (x_1, ..., x_M[, present]) -> logits (B, K), a Tensor or an array
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from polymodal.data.dataset import collate
+from polymodal.data.examples import collate
 from polymodal.errors import ExportError, ExportRefusal
 from polymodal.export.graph import GraphModel
 from polymodal.export.measure import latency_ms, outputs, positional, sizes

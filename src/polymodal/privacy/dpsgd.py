@@ -26,7 +26,7 @@ from torch.utils._pytree import tree_map
 from torch.utils.data import Dataset
 
 from polymodal.config import PrivacyConfig
-from polymodal.data.dataset import collate
+from polymodal.data.examples import collate
 from polymodal.errors import ConfigError
 from polymodal.privacy.accountant import epsilon, noise_for_epsilon
 

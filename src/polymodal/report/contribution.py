@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from polymodal.data.dataset import collate
+from polymodal.data.examples import collate
 from polymodal.explain.saliency import gradient_x_input, modality_shares
 from polymodal.report.examples import pick
 from polymodal.report.overlay import draw, heat_for, text_html

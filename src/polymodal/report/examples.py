@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from polymodal.data.dataset import collate
+from polymodal.data.examples import collate
 from polymodal.report.run import RunView
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from polymodal.data.dataset import collate
+from polymodal.data.examples import collate
 from polymodal.training.distributed import Dist
 
 Batch = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, torch.Tensor]

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from polymodal.config import TrainerConfig
 from polymodal.contracts import ModelOutput
-from polymodal.data.dataset import collate
+from polymodal.data.examples import collate
 from polymodal.data.loading import EpochBatches, Loading, example_seed, guarded, worker_start
 from polymodal.errors import ConfigError
 from polymodal.privacy.dpsgd import DPSGD

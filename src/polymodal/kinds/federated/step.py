@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from polymodal.config import TrainerConfig
-from polymodal.data.dataset import ExampleDataset
+from polymodal.data.examples import ExampleDataset
 from polymodal.kinds.federated.recipe import FederatedConfig
 from polymodal.training.distributed import Dist, epoch_order
 from polymodal.training.evaluator import Evaluator

@@ -9,16 +9,8 @@ from typing import Any
 import torch
 
 from polymodal.config import Recipe
-from polymodal.data.dataset import (
-    DataBundle,
-    ExampleDataset,
-    build_data,
-    build_table_data,
-    build_transforms,
-    check_shapes,
-    collate,
-    is_missing,
-)
+from polymodal.data.dataset import DataBundle, build_data, build_table_data, build_transforms, check_shapes
+from polymodal.data.examples import ExampleDataset, collate, is_missing
 from polymodal.errors import CheckpointError, DataError
 from polymodal.kinds.base import read_recipe
 from polymodal.model import MultimodalModel, build_model
