@@ -49,21 +49,42 @@ def empty_split_hint(name: str, table: Table) -> str:
     return f"add rows or raise data.{name}_fraction"
 
 
+def warn_flat(flat: dict[str, list[int]], split: str, total: int) -> None:
+    """Warn when at least 1 % of a split's rows (and 3) hold an input that is one constant value — a blank image,
+    a silent recording: failed renders or recordings, which carry nothing and, if they share a label, teach a
+    shortcut."""
+    for name, rows in flat.items():
+        if len(rows) >= max(3, 0.01 * total):
+            log.warning(
+                "%d of %d %s rows have a constant '%s' (one flat colour or silence; e.g. table row %d): if these "
+                "are failed files, drop those rows or blank the cells so the input counts as missing",
+                len(rows),
+                total,
+                split,
+                name,
+                rows[0],
+            )
+
+
 def screen(ds: Any, split: str, on_error: str) -> tuple[Any, list[dict[str, Any]]]:
     """Preprocess every row of ``ds`` (an ExampleDataset; not imported, which would make an import cycle) now:
     fail fast on the first bad one, or drop bad rows and record them."""
     bad: list[dict[str, Any]] = []
     rows = ds.table_rows if ds.table_rows is not None else np.arange(len(ds))
     failed = []
+    flat: dict[str, list[int]] = {}  # per input: rows whose tensor is one constant value
     for i in range(len(ds)):
         try:
-            ds.preprocess(i)
+            for k, x in ds.preprocess(i).items():
+                if x is not None and x.is_floating_point() and x.dim() >= 2 and x.numel() > 1 and x.min() == x.max():
+                    flat.setdefault(k, []).append(int(rows[i]))
         except DataError as exc:
             where = f"{split} row {i}" if ds.table_rows is None else f"table row {rows[i]} ({split} split)"
             if on_error == "raise":
                 raise DataError(f"{where}: {exc} (or set data.on_error: skip to drop such rows)") from None
             failed.append(i)
             bad.append({"split": split, "row": int(rows[i]), "error": str(exc)})
+    warn_flat(flat, split, len(ds))
     if not bad:
         return ds, bad
     log.warning("skipped %d bad %s rows, e.g. %s", len(bad), split, bad[0]["error"])

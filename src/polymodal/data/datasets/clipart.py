@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
+from PIL import Image
 from pydantic import Field
 
 from polymodal.data.datasets.common import ENV_VAR, find_local
@@ -24,6 +26,14 @@ def clipart_dir(override: str | None) -> Path | None:
             raise DataError(f"{p} has no captions.csv; point clipart_dir at the clipart folder")
         return p
     return find_local("clipart", "captions.csv")
+
+
+def is_blank(content: bytes) -> bool:
+    """Whether an image file's pixels are all one colour (every band's minimum equals its maximum)."""
+    with Image.open(io.BytesIO(content)) as im:
+        extrema = im.getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(lo == hi for lo, hi in bands)
 
 
 def category_words(category: str) -> set[str]:
@@ -45,19 +55,27 @@ class ClipartOptions:
     text-only accuracy measures a label lookup, not understanding, so by default the words of every category
     name are removed from every row's keywords (the mechanism of any table's text option
     ``preprocessing.drop_label_words``, see polymodal.data.leak).
+
+    drop_blank_images: 125 of the 8,118 images are one flat white square (failed renders, one file content
+    shared by rows of several categories, 118 of them 'special'). They carry nothing about the drawing; kept,
+    a split that draws them into its test rows measures how the model guesses on a blank, so they are dropped.
     """
 
     clipart_dir: str | None = None
     min_per_class: Annotated[int, Field(ge=1)] = 20
     drop_category_words: bool = True
+    drop_blank_images: bool = True
 
 
 @DATASETS.register("clipart", ClipartOptions)
 class Clipart:
     """OpenClipArt images (64×64 RGB) with title/keywords/description text; label: category."""
 
-    def __init__(self, clipart_dir: str | None, min_per_class: int, drop_category_words: bool) -> None:
+    def __init__(
+        self, clipart_dir: str | None, min_per_class: int, drop_category_words: bool, drop_blank_images: bool = True
+    ) -> None:
         self.clipart_dir, self.min_per_class, self.drop_category_words = clipart_dir, min_per_class, drop_category_words
+        self.drop_blank_images = drop_blank_images
 
     def status(self) -> str:
         root = clipart_dir(self.clipart_dir)
@@ -68,8 +86,13 @@ class Clipart:
         if root is None:
             raise DataError(f"clipart not found; set {ENV_VAR} to a folder holding clipart/captions.csv")
         frame = pd.read_csv(root / "captions.csv", keep_default_na=False)
+        contents = [(root / p).read_bytes() for p in frame["image"]]
+        if self.drop_blank_images:
+            keep = [not is_blank(c) for c in contents]
+            frame, contents = frame[keep].reset_index(drop=True), [c for c, k in zip(contents, keep) if k]
         counts = frame["category"].value_counts()
-        frame = frame[frame["category"].map(counts) >= self.min_per_class].reset_index(drop=True)
+        enough = (frame["category"].map(counts) >= self.min_per_class).to_numpy()
+        frame, contents = frame[enough].reset_index(drop=True), [c for c, k in zip(contents, enough) if k]
         if self.drop_category_words:
             # Every category's words, not only the row's own: what is left must not say "not that category".
             remove = WordRemover(label_words(*frame["category"].unique()))
@@ -78,5 +101,5 @@ class Clipart:
             frame["keywords"] = frame["keywords"].str.replace(";", " ")
         # One drawing is often filed under several categories or sub-folders (8,118 rows, 6,814 distinct
         # images): rows of the same image share a split so that no test image was seen in training.
-        frame["drawing"] = [hashlib.md5((root / p).read_bytes()).hexdigest() for p in frame["image"]]
+        frame["drawing"] = [hashlib.md5(c).hexdigest() for c in contents]
         return Table(frame, label="category", base_dir=root, source=f"OpenClipArt ({root})", group="drawing")
