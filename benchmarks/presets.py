@@ -3,7 +3,7 @@ their held-out rows: one Markdown row per (dataset, preset), and with --single o
 
     python benchmarks/presets.py --datasets basicmotions,japanesevowels --presets fast,medium,best
     python benchmarks/presets.py --datasets clipart --presets best --single
-    python benchmarks/presets.py --datasets clipart --presets best --single keywords --seed 1
+    python benchmarks/presets.py --datasets clipart --presets best --single keywords --seed 1 [--no-fused]
 
 A dataset's own split column gives the test rows when it has one (UEA's official split); otherwise a seeded 20 %,
 drawn per group when the dataset groups its rows (clipart: one drawing filed under several categories stays on
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument(
         "--single", nargs="?", const="all", default="", help="also fit each input column alone (or only COL,COL)"
     )
+    ap.add_argument("--no-fused", action="store_true", help="with --single: fit only the single-column models")
     ap.add_argument("--seed", type=int, default=0, help="the recipe's seed (split of val rows, initialisation)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="key=value on the inferred recipe")
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="presets-")))
@@ -70,7 +71,8 @@ def main() -> None:
         columns = [c for c in train.columns if c not in (label, group)]
         for preset in args.presets.split(","):
             alone = columns if args.single == "all" else [c for c in args.single.split(",") if c]
-            for keep in [columns, *([[c] for c in alone] if len(columns) > 1 else [])]:
+            singles = [[c] for c in alone] if len(columns) > 1 else []
+            for keep in [*([] if args.no_fused and singles else [columns]), *singles]:
                 tag = f"{name}-{preset}" + ("" if keep == columns else f"-{keep[0]}")
                 t0 = time.perf_counter()
                 p = polymodal.Predictor(label=label, presets=preset, path=args.out / tag, group_column=group)

@@ -13,8 +13,10 @@ import yaml
 from conftest import one_error_line, run_cli
 
 import polymodal
+from polymodal import api
 from polymodal.data.infer import infer_types, problem_type
 from polymodal.errors import ConfigError, DataError
+from polymodal.kinds.supervised.auto import presets, recipe_for_table
 
 # The tiny real tables here need more steps than a preset's defaults give 48 rows.
 SMALL = ("trainer.epochs=12", "trainer.batch_size=8", "trainer.lr=0.01", "trainer.patience=0", "trainer.threads=1")
@@ -215,3 +217,29 @@ def test_a_dataframe_of_image_arrays_and_series_lists_round_trips_through_its_sa
     assert predictor.fit_summary()["column_types"] == {"digit": "image", "rows": "series"}
     assert (tmp_path / "arrays" / "table.parquet").is_file()
     assert (predictor.predict(frame.iloc[90:]) == frame["label"].iloc[90:].to_numpy()).mean() >= 0.9  # 0 vs 1
+
+
+@pytest.mark.parametrize("name", presets())
+def test_every_preset_gives_a_valid_recipe_for_every_column_type(name, tmp_path):
+    frame = pd.DataFrame(
+        {
+            "img": ["a.png", "b.png"],
+            "snd": ["a.wav", "b.wav"],
+            "vid": ["a.mp4", "b.mp4"],
+            "ser": ["a.npy", "b.npy"],
+            "txt": ["a red bird", "a blue fish"],
+            "num": [1.0, 2.0],
+            "y": ["p", "q"],
+        }
+    )
+    types = {"img": "image", "snd": "audio", "vid": "video", "ser": "series", "txt": "text"}
+    raw = recipe_for_table(tmp_path / "t.csv", frame, "y", name, column_types=types)
+    recipe = api.load_recipe(raw)
+    assert {s.name: s.modality for s in recipe.inputs} == {
+        "img": "image",
+        "snd": "audio",
+        "vid": "video",
+        "ser": "timeseries",
+        "txt": "text",
+        "tabular": "tabular",
+    }
