@@ -3,6 +3,9 @@ process does."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import torch
 from conftest import tiny_recipe, write_manifest
 from PIL import Image
@@ -10,8 +13,11 @@ from PIL import Image
 from polymodal import api
 from polymodal.data.cache import FeatureCache
 from polymodal.data.dataset import build_data
+from polymodal.data.examples import ExampleDataset
+from polymodal.data.modalities.audio import AudioPreprocessing, AudioTransform
 from polymodal.data.modalities.image import ImageTransform
 from polymodal.data.prepare import file_cells, prefill
+from polymodal.data.screening import screen
 
 
 def test_a_pool_of_two_gives_the_examples_and_bad_rows_one_process_gives(tmp_path):
@@ -46,3 +52,23 @@ def test_prefill_computes_each_distinct_file_once_into_the_cache(tmp_path):
     assert seen[-1] == (20, 20) and len(list((tmp_path / "cache").rglob("*.safetensors"))) == 20
     assert prefill({"image": cells}, transforms, None, 2) == 0  # no cache: nothing to warm
     assert prefill({"image": cells[:4]}, transforms, cache, 2) == 0  # too few files to start processes for
+
+
+def test_the_screening_pass_runs_one_thread_and_gives_the_features_of_the_reference_computation():
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) for n in (1200, 3000, 5200, 8000, 12000)]
+    transform = AudioTransform(**dataclasses.asdict(AudioPreprocessing(n_mels=32, hop_length=80, max_frames=80)))
+    ds = ExampleDataset({"audio": waves}, np.zeros(len(waves), dtype=np.int64), {"audio": transform})
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the reference: torch's threads as a run without one_thread has them
+    try:
+        reference = [transform(w) for w in waves]
+        threads, features = [], transform.features_from_wave
+        transform.features_from_wave = lambda w: (threads.append(torch.get_num_threads()), features(w))[1]
+        screen(ds, "train", "raise")
+        assert threads == [1] * len(waves)
+        assert torch.get_num_threads() == 2  # restored after the pass
+    finally:
+        torch.set_num_threads(before)
+    for i, want in enumerate(reference):
+        torch.testing.assert_close(ds.preprocess(i)["audio"], want, rtol=1e-5, atol=1e-5)

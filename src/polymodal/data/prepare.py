@@ -15,9 +15,10 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -34,6 +35,20 @@ _state: dict[str, Any] = {}  # in a worker: what the pool's function needs, inhe
 def default_workers() -> int:
     """Processes for the first pass when ``data.prepare_workers`` is unset: the cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads set to one for the block, then restored: the first pass's per-example work (an STFT
+    of a second of audio, a 28x28 image) is too small to gain from threads, and while other processes hold the
+    cores, threads waiting for each other made the main process's screening pass 10-20x slower on a loaded 2-core
+    machine (the pool's processes already run one thread each)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def file_cells(columns: dict[str, list[Any]], transforms: dict[str, Any]) -> list[tuple[str, str | int]]:
