@@ -63,7 +63,9 @@ def measure(recipe: str, workers: str, src: Path) -> dict:
         out = subprocess.run(
             [sys.executable, "-c", CHILD, recipe, workers], env=env, capture_output=True, text=True, check=True
         )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["source"] = result["source"].replace(cache, "$POLYMODAL_CACHE")  # video_digits writes its MP4s there
+    return result
 
 
 def main() -> None:
