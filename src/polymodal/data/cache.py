@@ -55,7 +55,9 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self._settings: dict[int, str] = {}
-        self.held: dict[str, torch.Tensor] = {}  # array cells' features the first pass's pool sent back, by key
+        # Array cells' features the first pass's pool sent back, by the cell's and transform's identity (the very
+        # objects the screening pass reads): no hashing in this process, whose serial time bounds the pass.
+        self.held: dict[tuple[int, int], tuple[np.ndarray, Transform, torch.Tensor]] = {}
 
     def key(self, cell: str | np.ndarray, transform: Transform) -> str | None:
         """The entry name for a file cell (its bytes) or an array cell (its dtype, shape and bytes), or None when
@@ -76,8 +78,9 @@ class FeatureCache:
     def hold(self, cell: np.ndarray, transform: Transform, x: torch.Tensor) -> None:
         """Keep ``x``, computed from array ``cell`` by another process, in memory until :meth:`release`: the first
         pass's screening then takes it instead of computing it again (a disk entry would cost more to write and
-        read back than a small array's features cost to compute)."""
-        self.held[self.key(cell, transform)] = x  # type: ignore[index]  # an array always has a key
+        read back than a small array's features cost to compute). Valid while neither ``cell`` nor ``transform``
+        changes: within one first pass, which releases it."""
+        self.held[id(cell), id(transform)] = (cell, transform, x)  # the objects kept, so their ids stay theirs
 
     def release(self) -> None:
         """Forget the held features (after the first pass, whose datasets keep what they need)."""
@@ -85,11 +88,10 @@ class FeatureCache:
 
     def get_or_compute(self, cell: Any, transform: Transform) -> torch.Tensor:
         """``transform(cell)``, served from the cache when ``cell`` is a file path or array seen before."""
-        if self.held and numeric_array(cell):
-            x = self.held.get(self.key(cell, transform))  # type: ignore[arg-type]
-            if x is not None:
-                self.hits += 1
-                return x
+        held = self.held.get((id(cell), id(transform))) if self.held else None
+        if held is not None and held[0] is cell and held[1] is transform:
+            self.hits += 1
+            return held[2]
         key = self.key(cell, transform) if cacheable(cell) else None
         if key is None:
             return transform(cell)
