@@ -29,11 +29,14 @@ ENV_VAR = "POLYMODAL_CACHE"
 MIN_ARRAY = 4096
 
 
+def numeric_array(cell: Any) -> bool:
+    """A cell that is a numeric array (a waveform or image a dataset built in memory)."""
+    return isinstance(cell, np.ndarray) and cell.dtype.kind in "fiub"
+
+
 def cacheable(cell: Any) -> bool:
     """A cell the cache keeps: a file path, or a numeric array of at least :data:`MIN_ARRAY` elements."""
-    if isinstance(cell, str):
-        return True
-    return isinstance(cell, np.ndarray) and cell.size >= MIN_ARRAY and cell.dtype.kind in "fiub"
+    return isinstance(cell, str) or (numeric_array(cell) and cell.size >= MIN_ARRAY)
 
 
 def default_cache_dir() -> Path:
@@ -52,6 +55,9 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self._settings: dict[int, str] = {}
+        # Array cells' features the first pass's pool sent back, by the cell's and transform's identity (the very
+        # objects the screening pass reads): no hashing in this process, whose serial time bounds the pass.
+        self.held: dict[tuple[int, int], tuple[np.ndarray, Transform, torch.Tensor]] = {}
 
     def key(self, cell: str | np.ndarray, transform: Transform) -> str | None:
         """The entry name for a file cell (its bytes) or an array cell (its dtype, shape and bytes), or None when
@@ -69,8 +75,23 @@ class FeatureCache:
         digest.update(settings.encode())
         return digest.hexdigest()
 
+    def hold(self, cell: np.ndarray, transform: Transform, x: torch.Tensor) -> None:
+        """Keep ``x``, computed from array ``cell`` by another process, in memory until :meth:`release`: the first
+        pass's screening then takes it instead of computing it again (a disk entry would cost more to write and
+        read back than a small array's features cost to compute). Valid while neither ``cell`` nor ``transform``
+        changes: within one first pass, which releases it."""
+        self.held[id(cell), id(transform)] = (cell, transform, x)  # the objects kept, so their ids stay theirs
+
+    def release(self) -> None:
+        """Forget the held features (after the first pass, whose datasets keep what they need)."""
+        self.held.clear()
+
     def get_or_compute(self, cell: Any, transform: Transform) -> torch.Tensor:
         """``transform(cell)``, served from the cache when ``cell`` is a file path or array seen before."""
+        held = self.held.get((id(cell), id(transform))) if self.held else None
+        if held is not None and held[0] is cell and held[1] is transform:
+            self.hits += 1
+            return held[2]
         key = self.key(cell, transform) if cacheable(cell) else None
         if key is None:
             return transform(cell)

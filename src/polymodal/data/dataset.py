@@ -231,6 +231,8 @@ def build_data(
     for ds in splits.values():
         ds.shapes = {k: tuple(x.shape) for k, x in first.items()}
         ds.dtypes = {k: x.dtype for k, x in first.items()}
+    if disk_cache is not None:
+        disk_cache.release()  # the first pass is over: what the datasets keep, they keep themselves
     source = table.source or recipe.data.dataset or str(recipe.data.table)
     log.info("data %s: %s", source, {k: len(v) for k, v in splits.items()})
     classes = target.get("classes") or [f"{t['column']}" for t in target.get("tasks", [])]

@@ -15,14 +15,16 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 
-from polymodal.data.cache import FeatureCache, cacheable
+from polymodal.data.cache import FeatureCache, cacheable, numeric_array
 from polymodal.errors import DataError, PolymodalError
 
 log = logging.getLogger(__name__)
@@ -36,16 +38,33 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def file_cells(columns: dict[str, list[Any]], transforms: dict[str, Any]) -> list[tuple[str, str | int]]:
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads set to one for the block, then restored: the first pass's per-example work (an STFT
+    of a second of audio, a 28x28 image) is too small to gain from threads, and while other processes hold the
+    cores, threads waiting for each other made the main process's screening pass 10-20x slower on a loaded 2-core
+    machine (the pool's processes already run one thread each)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def file_cells(
+    columns: dict[str, list[Any]], transforms: dict[str, Any], every_array: bool = False
+) -> list[tuple[str, str | int]]:
     """What the pool computes: distinct (input, path) pairs of inputs that read files, and (input, row) for an
-    array cell the feature cache keeps (a waveform a dataset built in memory; see :meth:`FeatureCache.key`)."""
+    array cell the feature cache keeps (a waveform a dataset built in memory; see :meth:`FeatureCache.key`), or
+    with ``every_array`` for every numeric array cell (whose features the pool sends back, see :func:`prefill`)."""
     seen: dict[tuple[str, str | int], None] = {}
     for name, cells in columns.items():
         if getattr(transforms[name], "files", False):
             for i, cell in enumerate(cells):
                 if isinstance(cell, str) and cell.strip():
                     seen.setdefault((name, cell), None)
-                elif cacheable(cell):
+                elif cacheable(cell) or (every_array and numeric_array(cell)):
                     seen.setdefault((name, i), None)
     return list(seen)
 
@@ -107,14 +126,27 @@ def pool_map(
     return out
 
 
-def _compute(item: tuple[str, str | int]) -> bool:
+def _compute(item: tuple[str, str | int]) -> Any:
+    """A file cell's features into the cache (True), an array cell's features (sent back), or None: unreadable."""
     name, ref = item
     cell = ref if isinstance(ref, str) else _state["columns"][name][ref]
     try:
-        _state["cache"].get_or_compute(cell, _state["transforms"][name])
-        return True
+        x = _state["cache"].get_or_compute(cell, _state["transforms"][name])
     except PolymodalError:
-        return False  # the main process meets it again and reports it with its row
+        return None  # the main process meets it again and reports it with its row
+    if not _state["send_arrays"] or isinstance(ref, str):
+        return True
+    try:
+        return x.numpy()  # a numpy array pickles ~15x faster than a tensor; torch.from_numpy restores it as it was
+    except (TypeError, RuntimeError):  # a dtype numpy lacks (bfloat16), or a tensor needing grad
+        return x
+
+
+def _tensor(x: Any) -> torch.Tensor | None:
+    """What :func:`_compute` sent back for an array cell as a tensor (None for a file cell or a failure)."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    return x if isinstance(x, torch.Tensor) else None
 
 
 def prefill(
@@ -125,14 +157,17 @@ def prefill(
     progress: Callable[[int, int, float], None] | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> int:
-    """Compute the features of every file cell (and cacheable array cell) of ``columns`` into ``cache`` with
-    ``workers`` processes.
+    """Compute the features of every file cell and array cell of ``columns`` with ``workers`` processes: a file
+    cell's into ``cache`` on disk, an array cell's (a waveform or image a dataset built in memory) sent back and
+    held by ``cache`` in this process (:meth:`FeatureCache.hold`) until the screening pass has taken it; an array
+    of at least ``MIN_ARRAY`` elements is also written to disk, as every process would. A process of a group
+    (``shard``) shares through the disk only, so it computes file cells and those arrays alone.
 
     Returns the number of cells the pool computed or found (0 when it did not run: no cache, one worker, or
     too few cells to be worth the processes). ``progress(done, total, seconds)`` is called as cells finish.
     ``shard=(i, n)``: only every n-th file cell from the i-th (one process's share under torchrun).
     """
-    items = file_cells(columns, transforms)[shard[0] :: shard[1]]
+    items = file_cells(columns, transforms, every_array=shard[1] == 1)[shard[0] :: shard[1]]
     if cache is None or workers <= 1 or len(items) < MIN_FILES_PER_WORKER * 2:
         return 0
     workers = min(workers, len(items) // MIN_FILES_PER_WORKER)
@@ -142,10 +177,14 @@ def prefill(
         where = item[1] if isinstance(item[1], str) else f"row {item[1]} of the built table"
         return f"decoding input '{item[0]}' (near {where})"
 
-    state = {"transforms": transforms, "cache": cache, "columns": columns}
-    ok = sum(pool_map(_compute, items, workers, what, progress, state))
+    state = {"transforms": transforms, "cache": cache, "columns": columns, "send_arrays": shard[1] == 1}
+    results = pool_map(_compute, items, workers, what, progress, state)
+    for (name, ref), x in zip(items, map(_tensor, results), strict=True):
+        if x is not None:
+            cache.hold(columns[name][ref], transforms[name], x)  # type: ignore[index]
+    ok = sum(x is not None for x in results)
     seconds = time.perf_counter() - start
     log.info(
-        "prepared %d files in %.1f s (%.0f files/s, %d processes)", len(items), seconds, len(items) / seconds, workers
+        "prepared %d cells in %.1f s (%.0f cells/s, %d processes)", len(items), seconds, len(items) / seconds, workers
     )
     return ok

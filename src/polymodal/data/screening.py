@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.data.prepare import one_thread
 from polymodal.data.table import Table
 from polymodal.errors import DataError
 
@@ -66,6 +67,11 @@ def warn_flat(flat: dict[str, list[int]], split: str, total: int) -> None:
             )
 
 
+def is_flat(x: Any) -> bool:
+    """A float tensor of at least two dimensions holding one constant value (a blank image, a silence)."""
+    return x is not None and x.is_floating_point() and x.dim() >= 2 and x.numel() > 1 and bool(x.min() == x.max())
+
+
 def screen(ds: Any, split: str, on_error: str) -> tuple[Any, list[dict[str, Any]]]:
     """Preprocess every row of ``ds`` (an ExampleDataset; not imported, which would make an import cycle) now:
     fail fast on the first bad one, or drop bad rows and record them."""
@@ -73,17 +79,18 @@ def screen(ds: Any, split: str, on_error: str) -> tuple[Any, list[dict[str, Any]
     rows = ds.table_rows if ds.table_rows is not None else np.arange(len(ds))
     failed = []
     flat: dict[str, list[int]] = {}  # per input: rows whose tensor is one constant value
-    for i in range(len(ds)):
-        try:
-            for k, x in ds.preprocess(i).items():
-                if x is not None and x.is_floating_point() and x.dim() >= 2 and x.numel() > 1 and x.min() == x.max():
-                    flat.setdefault(k, []).append(int(rows[i]))
-        except DataError as exc:
-            where = f"{split} row {i}" if ds.table_rows is None else f"table row {rows[i]} ({split} split)"
-            if on_error == "raise":
-                raise DataError(f"{where}: {exc} (or set data.on_error: skip to drop such rows)") from None
-            failed.append(i)
-            bad.append({"split": split, "row": int(rows[i]), "error": str(exc)})
+    with one_thread():
+        for i in range(len(ds)):
+            try:
+                for k, x in ds.preprocess(i).items():
+                    if is_flat(x):
+                        flat.setdefault(k, []).append(int(rows[i]))
+            except DataError as exc:
+                where = f"{split} row {i}" if ds.table_rows is None else f"table row {rows[i]} ({split} split)"
+                if on_error == "raise":
+                    raise DataError(f"{where}: {exc} (or set data.on_error: skip to drop such rows)") from None
+                failed.append(i)
+                bad.append({"split": split, "row": int(rows[i]), "error": str(exc)})
     warn_flat(flat, split, len(ds))
     if not bad:
         return ds, bad

@@ -52,7 +52,7 @@ def train_supervised(
     """Train a supervised recipe into ``run``; returns the result and meta.json (a federated run trains the same
     model by rounds, see :mod:`polymodal.kinds.federated`)."""
     torch.manual_seed(recipe.seed)
-    if recipe.trainer.threads:  # before the data: preparing features (STFT, pretrained front ends) uses them too
+    if recipe.trainer.threads:  # before the data: features computed later (augmented rows) use them too
         torch.set_num_threads(recipe.trainer.threads)
     states = saved_transforms(run, resume)
     if recipe.init_from is not None and not resume:
