@@ -28,8 +28,9 @@ from polymodal.gpt.decode import Decoder, decoder_for
 from polymodal.gpt.model import GPT, KVCache
 
 # compile="auto" compiles the decode step when a call asks for at least this many tokens. Measured at the
-# shakespeare_char size, one thread (docs/benchmarks/nanogpt.md): compiling saves ~0.2 ms per token and costs
-# ~2 s with a warm inductor cache (10-30 s cold), so it pays for itself only after ~10^4 tokens.
+# shakespeare_char size, one thread, load 3.4-4.5 (docs/benchmarks/nanogpt.md): compiling saves ~0.5 ms per
+# token (895 -> ~1,500 tokens/s) and costs 4-5 s per process with a warm inductor cache, ~25 s cold, so it
+# pays for itself after ~10^4 tokens (warm) to ~5·10^4 (cold).
 AUTO_COMPILE_TOKENS = 20_000
 
 
