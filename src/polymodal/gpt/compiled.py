@@ -12,16 +12,17 @@ shapes that do not change from token to token, so this step differs from the Dec
 - the new key/value are written with ``index_copy_`` at a tensor slot.
 
 Weights are the Decoder's prepared ones (transposed, rotary rows doubled, attention scale in the query
-table), stacked per kind so the compiled function has ~20 inputs to guard instead of ~40. The matrix
-products stay ATen ``mm`` calls (inductor's own CPU loops for a one-row product measured slower, as did its
-C++ GEMM template); the element-wise work between them (norms, rotation, cache write, attention, GELU) is
-fused into one kernel per stretch. What is left per token, measured: the 17 products, which at one row are
-bound by reading 3.4 MB of fp32 weights (more than this CPU's 2 MB L2; ~145 µs), ~18 fused kernels, and
-~45 µs of Dynamo's guards and wrappers.
+table), stacked per kind and laid out in one flat buffer: the compiled function has 12 tensor inputs to
+guard per call instead of ~40. The matrix products stay ATen ``mm`` calls (inductor's own CPU loops for a
+one-row product measured slower, as did its C++ GEMM template); the element-wise work between them (norms,
+rotation, cache write, attention, GELU) is fused into one kernel per stretch. What is left per token,
+measured: the 17 products, which at one row are bound by reading 3.4 MB of fp32 weights (more than this
+CPU's 2 MB L2; ~145 µs), ~18 fused kernels, and ~45 µs of Dynamo's guards and wrappers.
 
-Compilation costs seconds (tens cold; the inductor cache on disk, ``TORCHINDUCTOR_CACHE_DIR``, makes a later
-process much faster) and once per batch size. If it is unavailable or fails, the step logs one warning and
-falls back to the Decoder for good: same results, no crash.
+Compilation costs ~17-25 s with an empty inductor cache and 4-5 s in a later process (the cache on disk,
+``TORCHINDUCTOR_CACHE_DIR``), once per process and batch size (docs/benchmarks/nanogpt.md has the figures).
+If it is unavailable or fails, the step logs one warning and falls back to the Decoder for good: same
+results, no crash.
 """
 
 from __future__ import annotations
