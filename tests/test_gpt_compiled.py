@@ -10,7 +10,7 @@ from test_gpt_rolling import peaked
 
 from polymodal.gpt.compiled import CompiledDecoder, compiled_decoder_for
 from polymodal.gpt.decode import Decoder
-from polymodal.gpt.generate import AUTO_COMPILE_TOKENS, generate, wants_compile
+from polymodal.gpt.generate import AUTO_COMPILE_TOKENS, beam_search, generate, wants_compile
 
 
 def steps_match(model, steps: int) -> CompiledDecoder:
@@ -72,3 +72,15 @@ def test_compile_option_resolves_auto_by_length_and_rejects_other_values():
     assert not wants_compile("auto", 500) and wants_compile("auto", AUTO_COMPILE_TOKENS)
     with pytest.raises(ValueError, match="compile must be true, false or 'auto'"):
         wants_compile("yes", 10)
+
+
+@pytest.mark.slow  # two compilations (batch 1, then 3 beams): ~30 s with an empty inductor cache
+def test_compiled_step_gives_the_same_beams_and_works_under_inference_mode():
+    model = peaked(qk_norm=True)
+    prompt = torch.randint(23, (1, 3))
+    want = beam_search(model, prompt, 20, beams=3, compile=False)  # past the window: the ring wraps
+    assert beam_search(model, prompt, 20, beams=3, compile=True) == want  # the cache is reordered each step
+    greedy = generate(model, prompt, 30, temperature=0.0, compile=False)
+    with torch.inference_mode():
+        assert generate(model, prompt, 30, temperature=0.0, compile=True) == greedy
+    assert not compiled_decoder_for(model).failed
