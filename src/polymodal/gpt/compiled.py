@@ -11,13 +11,15 @@ shapes that do not change from token to token, so this step differs from the Dec
   the graph, so position 10^5 needs no recompilation and no table growth;
 - the new key/value are written with ``index_copy_`` at a tensor slot.
 
-Weights are the Decoder's prepared ones (transposed, rotary rows doubled, attention scale in the query
-table), stacked per kind and laid out in one flat buffer: the compiled function has 12 tensor inputs to
-guard per call instead of ~40. The matrix products stay ATen ``mm`` calls (inductor's own CPU loops for a
-one-row product measured slower, as did its C++ GEMM template); the element-wise work between them (norms,
-rotation, cache write, attention, GELU) is fused into one kernel per stretch. What is left per token,
-measured: the 17 products, which at one row are bound by reading 3.4 MB of fp32 weights (more than this
-CPU's 2 MB L2; ~145 µs), ~18 fused kernels, and ~45 µs of Dynamo's guards and wrappers.
+Weights are transposed for ``mm`` as in the Decoder, but the query/key projection is the plain one: the
+Decoder's extra rotated rows save it operations, while here the half-swap is index arithmetic fused into a
+kernel and the rows would only add 0.5 MB to read per token (the step measured ~6 % faster without them).
+They are stacked per kind and laid out in one flat buffer: 12 tensor inputs to guard per call, not ~40.
+The matrix products stay ATen ``mm`` calls (inductor's own CPU loops for a one-row product measured slower,
+as did its C++ GEMM template); the element-wise work between them (norms, rotation, cache write, attention,
+GELU) is fused into one kernel per stretch. What is left per token, measured: the 17 products, which at one
+row are bound by reading 3.2 MB of fp32 weights (more than this CPU's 2 MB L2; ~130 µs), ~18 fused
+kernels, and ~45 µs of Dynamo's guards and wrappers.
 
 Compilation costs ~17-25 s with an empty inductor cache and 4-5 s in a later process (the cache on disk,
 ``TORCHINDUCTOR_CACHE_DIR``), once per process and batch size (docs/benchmarks/nanogpt.md has the figures).
@@ -35,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from polymodal.gpt.cache import KVCache
-from polymodal.gpt.decode import Decoder, decoder_for
+from polymodal.gpt.decode import Decoder, decoder_for, mm_weight
 from polymodal.gpt.model import GPT
 from polymodal.gpt.rotary import BASE
 
@@ -74,8 +76,12 @@ class CompiledDecoder:
         self.decoder, self.cfg = decoder, decoder.cfg
         model = decoder.model
         self.rotary = decoder.rotary
-        self.n_qk = 4 if self.rotary else 2
-        layers = decoder.layers  # ((w1, b1), (wq, bq), (wp, bp), (w2, b2), (wf, bf), (wo, bo)) per layer
+        # ((w1, b1), (wq, bq), (wp, bp), (w2, b2), (wf, bf), (wo, bo)) per layer. The query/key projection
+        # without the Decoder's extra rotated rows: in the graph the rotation's half-swap is free (fused index
+        # arithmetic), while the extra rows are 0.5 MB more weights to read per token.
+        layers = [
+            (lay[0], mm_weight(blk.attn.qkv), *lay[2:]) for lay, blk in zip(decoder.layers, model.blocks, strict=True)
+        ]
         # (L, ...) per kind: norm gains/biases, then each product's weight and bias (None when bias=False).
         self.names = ("w1", "b1", "wq", "bq", "wp", "bp", "w2", "b2", "wf", "bf", "wo", "bo")
         stacked = {n: _stack([layer[i // 2][i % 2] for layer in layers]) for i, n in enumerate(self.names)}
@@ -101,7 +107,7 @@ class CompiledDecoder:
 
     def _step(self, token: torch.Tensor, pos: torch.Tensor, ks: list[torch.Tensor], vs: list[torch.Tensor]):
         """Logits (B, V) for ``token`` (B,) at position ``pos`` (0-d); writes slot ``pos % capacity``."""
-        c, h, d, n_qk = self.decoder.c, self.decoder.h, self.decoder.d, self.n_qk
+        c, h, d = self.decoder.c, self.decoder.h, self.decoder.d
         b, cap = token.shape[0], ks[0].shape[2]
         flat = self.flat  # every weight, one input: views of it cost nothing in the graph
         w = {k: None if v is None else flat[v[0] : v[1]].view(v[2]) for k, v in self.spans.items()}
@@ -121,17 +127,17 @@ class CompiledDecoder:
         for i in range(len(ks)):
             a = F.layer_norm(x, (c,), w1[i], None if b1 is None else b1[i], 1e-5)
             qkv = torch.mm(a, wq[i]) if bq is None else torch.addmm(bq[i], a, wq[i])
-            qkv = qkv.view(b, n_qk + 1, h, d)
-            qk = qkv[:, :n_qk]
+            qkv = qkv.view(b, 3, h, d)
+            qk = qkv[:, :2]
             if self.decoder.qk_norm:
                 qk = torch.rms_norm(qk, (d,))
             if self.rotary:
-                qk = torch.addcmul(qk[:, :2] * cos, qk[:, 2:], sin)  # (B, 2, H, D); queries pre-scaled
+                qk = torch.addcmul(qk * cos, qk.roll(d // 2, -1), sin)  # (B, 2, H, D); queries pre-scaled
                 q = qk[:, 0]
             else:
                 q = qk[:, 0] * scale
             ks[i].index_copy_(2, slot, qk[:, 1].unsqueeze(2))  # (B, H, capacity, D)
-            vs[i].index_copy_(2, slot, qkv[:, n_qk].unsqueeze(2))
+            vs[i].index_copy_(2, slot, qkv[:, 2].unsqueeze(2))
             scores = ((ks[i] * q.unsqueeze(2)).sum(-1) + mask).softmax(-1)  # (B, H, capacity)
             y = (scores.unsqueeze(-1) * vs[i]).sum(2).reshape(b, c)
             x = x + (torch.mm(y, wp[i]) if bp is None else torch.addmm(bp[i], y, wp[i]))
