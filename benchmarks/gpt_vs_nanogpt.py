@@ -1,7 +1,7 @@
 """polymodal's GPT against karpathy/nanoGPT's shakespeare_char CPU run, interleaved on this machine.
 
     python benchmarks/gpt_vs_nanogpt.py [--recipe recipes/shakespeare_char_fast.yaml] [--pairs 2]
-        [--threads 1] [--samples 3] [--per-process 3] [--out DIR] [--generation-only]
+        [--threads 1] [--samples 3] [--per-process 3] [--out DIR] [--generation-only] [--compile on|off|auto]
 
 Training: nanoGPT's own train.py (from a temporary copy of its repository, see ``nanogpt_real.py``: its
 config/train_shakespeare_char.py with the documented CPU overrides, 2,000 iterations) and ``polymodal train
@@ -16,7 +16,11 @@ Generation (``--samples`` > 0): nanoGPT's own sample.py on its last checkpoint (
 temperature 0.8, top-k 200; its ``generate`` crops the context to block_size and re-runs it per token) and
 polymodal's ``generate`` on its last run with the same settings and its KV cache, alternately, one process
 each per round drawing ``--per-process`` samples; tokens/s of the generate calls only (median over all).
-``--generation-only`` re-measures that part on the checkpoints a previous run left in --out.
+``--generation-only`` re-measures that part on the checkpoints a previous run left in --out. ``--compile on``
+decodes through the compiled step (polymodal.gpt.compiled): each polymodal process first compiles it with a
+2-token warm-up, timed apart ("compile + warm-up s"), so tokens/s is the steady rate; the inductor cache is
+a fresh folder in --out, so the first process compiles cold and the later ones show what the on-disk cache
+saves. (nanoGPT's sample.py runs with its default ``--compile=False``.)
 
 When no nanoGPT clone is available, the re-implemented peer ``benchmarks/nanogpt_peer.py`` runs instead
 (training only) and the output says so.
@@ -82,48 +86,74 @@ def windows(ids: list[int], block: int = 64) -> tuple[torch.Tensor, torch.Tensor
     return val[: n * block].view(n, block), val[1 : n * block + 1].view(n, block)
 
 
-def generate_worker(run_dir: str, samples: int, tokens: int, threads: int) -> None:
-    """Subprocess body: time polymodal's generate like sample.py's (print the seconds per sample)."""
+COMPILE = {"on": True, "off": False, "auto": "auto"}
+
+
+def generate_worker(run_dir: str, samples: int, tokens: int, threads: int, compile: str) -> None:
+    """Subprocess body: time polymodal's generate like sample.py's (print the seconds per sample, and the
+    seconds of a compiling warm-up when ``compile`` is on)."""
     torch.set_num_threads(threads)
     lm = LMRun(run_dir)
     prompt = torch.tensor([lm.tokenizer.encode("\n")])
+    warm = 0.0
+    if compile == "on":  # compile (and run) the decode step once, outside the timed samples
+        t0 = time.perf_counter()
+        list(stream(lm.model, prompt, 2, temperature=0.8, top_k=200, compile=True))
+        warm = time.perf_counter() - t0
     gen = torch.Generator().manual_seed(1337)
     times = []
     for _ in range(samples):
         t0 = time.perf_counter()
-        out = list(stream(lm.model, prompt, tokens, temperature=0.8, top_k=200, generator=gen))
+        out = list(
+            stream(lm.model, prompt, tokens, temperature=0.8, top_k=200, generator=gen, compile=COMPILE[compile])
+        )
         times.append(time.perf_counter() - t0)
         assert len(out) == tokens
     print("TIMES " + json.dumps(times))
+    print("WARMUP " + json.dumps(warm))
 
 
-def polymodal_sample(run_dir: Path, threads: int, samples: int, tokens: int) -> list[float]:
-    cmd = [sys.executable, __file__, "--worker", str(run_dir), "--samples", str(samples), "--tokens", str(tokens)]
-    cmd += ["--threads", str(threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+def polymodal_sample(run_dir: Path, args: argparse.Namespace, cache_dir: Path) -> tuple[list[float], float]:
+    """Seconds per sample of one polymodal process, and its compile + warm-up seconds."""
+    cmd = [sys.executable, __file__, "--worker", str(run_dir), "--samples", str(args.per_process)]
+    cmd += ["--tokens", str(args.tokens), "--threads", str(args.threads), "--compile", args.compile]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         sys.exit(f"polymodal generation failed:\n{done.stderr[-2000:]}")
-    return json.loads(next(ln for ln in done.stdout.splitlines() if ln.startswith("TIMES "))[6:])
+    lines = done.stdout.splitlines()
+    times = json.loads(next(ln for ln in lines if ln.startswith("TIMES "))[6:])
+    return times, json.loads(next(ln for ln in lines if ln.startswith("WARMUP "))[7:])
 
 
 def generation(tree: Path, out: Path, args: argparse.Namespace, lines: list[str]) -> dict:
     """Alternate sample.py and polymodal generation processes; append the result to ``lines``."""
     ng_dir, run_dir = out / f"nanogpt_{args.pairs - 1}", out / f"polymodal_{args.pairs - 1}"
     load = os.getloadavg()[0]
+    cache_dir = out / "inductor_cache"  # fresh: the first polymodal process compiles cold
+    shutil.rmtree(cache_dir, ignore_errors=True)
     ng_t: list[float] = []
     pm_t: list[float] = []
+    warm: list[float] = []
     for _ in range(args.samples):
         ng_t += nanogpt_real.sample_timed(tree, ng_dir, args.threads, args.per_process, args.tokens)
-        pm_t += polymodal_sample(run_dir, args.threads, args.per_process, args.tokens)
+        times, w = polymodal_sample(run_dir, args, cache_dir)
+        pm_t, warm = pm_t + times, warm + [w]
     ng_rate, pm_rate = args.tokens / statistics.median(ng_t), args.tokens / statistics.median(pm_t)
     lines += [
         "",
         f"generation, {args.tokens} tokens from '\\n', temperature 0.8, top-k 200, {args.samples} alternating rounds "
-        f"of {args.per_process} samples per process (load {load:.1f} before, {os.getloadavg()[0]:.1f} after):",
+        f"of {args.per_process} samples per process, polymodal --compile {args.compile} "
+        f"(load {load:.1f} before, {os.getloadavg()[0]:.1f} after):",
         f"nanoGPT sample.py {ng_rate:.0f} tokens/s, polymodal generate {pm_rate:.0f} tokens/s: "
         f"{pm_rate / ng_rate:.1f}x (medians)",
     ]
-    return {"nanogpt_seconds": ng_t, "polymodal_seconds": pm_t, "speedup": pm_rate / ng_rate}
+    if args.compile == "on":
+        lines.append(
+            "polymodal compile + warm-up seconds per process, not in tokens/s (first: empty inductor cache): "
+            + ", ".join(f"{w:.1f}" for w in warm)
+        )
+    return {"nanogpt_seconds": ng_t, "polymodal_seconds": pm_t, "speedup": pm_rate / ng_rate, "warmup_seconds": warm}
 
 
 def main() -> None:
@@ -136,10 +166,11 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=500)
     ap.add_argument("--generation-only", action="store_true")
     ap.add_argument("--out", default="benchmark/gpt_vs_nanogpt")
+    ap.add_argument("--compile", default="off", choices=sorted(COMPILE), help="polymodal's compiled decode step")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return generate_worker(args.worker, args.samples, args.tokens, args.threads)
+        return generate_worker(args.worker, args.samples, args.tokens, args.threads, args.compile)
     torch.set_num_threads(args.threads)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

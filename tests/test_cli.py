@@ -97,6 +97,10 @@ def test_generate_on_a_classifier_run_says_what_to_give(tmp_path):
         (["serve", "runs/x", "--port", "99999"], "invalid value for '--port'"),
         (["generate", "runs/x", "--max-tokens", "-5"], "invalid value for '--max-tokens'"),
         (["generate", "runs/x", "--prompt", ""], "invalid value for '--prompt': is empty"),
+        (
+            ["generate", "runs/x", "--compile", "yes"],
+            "invalid value for '--compile': is 'yes'; use one of auto, on, off",
+        ),
         (["datasets", "lst"], "unknown command 'lst' — did you mean 'list'?"),
     ],
     ids=[
@@ -107,6 +111,7 @@ def test_generate_on_a_classifier_run_says_what_to_give(tmp_path):
         "port",
         "max-tokens",
         "prompt",
+        "compile",
         "sub",
     ],
 )

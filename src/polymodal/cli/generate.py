@@ -10,7 +10,7 @@ import typer
 
 from polymodal import api
 from polymodal.cli.render import out
-from polymodal.gpt.generate import beam_search, stream
+from polymodal.gpt.generate import AUTO_COMPILE_TOKENS, beam_search, stream
 
 HELP = """Generate text with a trained language-model run (KV cache on by default).
 
@@ -19,6 +19,15 @@ HELP = """Generate text with a trained language-model run (KV cache on by defaul
   polymodal generate runs/shakespeare_char --prompt "ROMEO:" --max-tokens 300 --temperature 0.8 --top-k 40
   polymodal generate runs/shakespeare_char --prompt "KING" --temperature 0 --beams 4 --max-tokens 60
 """
+
+
+COMPILE = {"auto": "auto", "on": True, "off": False}
+
+
+def compile_choice(value: str) -> str:
+    if value not in COMPILE:
+        raise typer.BadParameter(f"is {value!r}; use one of {', '.join(COMPILE)}")
+    return value
 
 
 def non_empty(value: str) -> str:
@@ -39,6 +48,14 @@ def command(
     stop: Annotated[list[str] | None, typer.Option(help="Stop after this text (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     cache: Annotated[bool, typer.Option(help="Use the KV cache.")] = True,
+    compile: Annotated[
+        str,
+        typer.Option(
+            help=f"Compile the decode step: on, off, or auto (on for --max-tokens >= {AUTO_COMPILE_TOKENS:,}, "
+            "where the seconds spent compiling pay off).",
+            callback=compile_choice,
+        ),
+    ] = "auto",
 ) -> None:
     lm = api.load(run_dir, "generate")
     model, tokenizer = lm.model, lm.tokenizer
@@ -46,14 +63,16 @@ def command(
     stops = [tokenizer.encode(s.replace("\\n", "\n").replace("\\t", "\t")) for s in stop or []]
     out.print(prompt, end="", markup=False, highlight=False)
     if beams:
-        new = beam_search(model, ids, max_tokens, beams=beams, stop=stops or None, use_cache=cache)
+        new = beam_search(
+            model, ids, max_tokens, beams=beams, stop=stops or None, use_cache=cache, compile=COMPILE[compile]
+        )
         out.print(tokenizer.decode(new), markup=False, highlight=False)
         return
     gen = torch.Generator().manual_seed(seed)
     shown: list[int] = []
     tokens = stream(
         model, ids, max_tokens, temperature, top_k or None, top_p, repetition_penalty, stops or None,
-        use_cache=cache, generator=gen,
+        use_cache=cache, generator=gen, compile=COMPILE[compile],
     )  # fmt: skip
     for tok in tokens:
         shown.append(tok)

@@ -16,7 +16,9 @@ import torch
 
 class KVCache:
     """Keys and values of every layer, (B, H, ``capacity``, C/H) buffers allocated on a layer's first write
-    and filled in place (growing them with ``torch.cat`` would copy the whole past at every token).
+    and filled in place (growing them with ``torch.cat`` would copy the whole past at every token). They start
+    at zero, not uninitialised: the compiled decode step reads every slot and masks the unfilled ones, and a
+    masked NaN would still poison the sum (0·NaN).
 
     Args:
         capacity: Most positions the cache holds (the model's ``block_size``).
@@ -44,8 +46,8 @@ class KVCache:
     def _alloc(self, layer: int, k: torch.Tensor) -> None:
         if layer == len(self.k):
             b, h, _, d = k.shape
-            self.k.append(k.new_empty(b, h, self.capacity, d))
-            self.v.append(k.new_empty(b, h, self.capacity, d))
+            self.k.append(k.new_zeros(b, h, self.capacity, d))
+            self.v.append(k.new_zeros(b, h, self.capacity, d))
             self.n.append(0)
 
     def past(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:

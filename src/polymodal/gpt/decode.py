@@ -23,7 +23,7 @@ from polymodal.gpt.cache import KVCache
 from polymodal.gpt.model import GPT
 
 
-def _mm(layer: nn.Linear, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def mm_weight(layer: nn.Linear, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(C_in, C_out) weight for ``x @ w`` (rows of the layer picked by ``rows``) and its bias."""
     w, b = layer.weight.detach(), None if layer.bias is None else layer.bias.detach()
     if rows is not None:
@@ -54,11 +54,11 @@ class Decoder:
         self.layers = [
             (
                 (b.ln1.weight.detach(), None if b.ln1.bias is None else b.ln1.bias.detach()),
-                _mm(b.attn.qkv, rows),
-                _mm(b.attn.proj),
+                mm_weight(b.attn.qkv, rows),
+                mm_weight(b.attn.proj),
                 (b.ln2.weight.detach(), None if b.ln2.bias is None else b.ln2.bias.detach()),
-                _mm(b.mlp[0]),
-                _mm(b.mlp[2]),
+                mm_weight(b.mlp[0]),
+                mm_weight(b.mlp[2]),
             )
             for b in model.blocks
         ]

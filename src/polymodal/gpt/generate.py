@@ -23,8 +23,24 @@ from collections.abc import Iterator
 
 import torch
 
+from polymodal.gpt.compiled import CompiledDecoder, compiled_decoder_for
 from polymodal.gpt.decode import Decoder, decoder_for
 from polymodal.gpt.model import GPT, KVCache
+
+# compile="auto" compiles the decode step when a call asks for at least this many tokens. Measured at the
+# shakespeare_char size, one thread, load 3.4-4.5 (docs/benchmarks/nanogpt.md): compiling saves ~0.5 ms per
+# token (895 -> ~1,500 tokens/s) and costs 4-5 s per process with a warm inductor cache, ~25 s cold, so it
+# pays for itself after ~10^4 tokens (warm) to ~5·10^4 (cold).
+AUTO_COMPILE_TOKENS = 20_000
+
+
+def wants_compile(compile: bool | str, max_new_tokens: int) -> bool:
+    """Resolve ``compile`` (True, False or "auto") for a call that generates ``max_new_tokens``."""
+    if compile == "auto":
+        return max_new_tokens >= AUTO_COMPILE_TOKENS
+    if isinstance(compile, bool):
+        return compile
+    raise ValueError(f"gpt: compile must be true, false or 'auto', got {compile!r}")
 
 
 def process_logits(
@@ -60,9 +76,14 @@ class Stepper:
     """Next-token logits for a growing context, with or without the KV cache (see the module docstring)."""
 
     def __init__(
-        self, model: GPT, prefix: torch.Tensor | None, use_cache: bool, memory: torch.Tensor | None = None
+        self,
+        model: GPT,
+        prefix: torch.Tensor | None,
+        use_cache: bool,
+        memory: torch.Tensor | None = None,
+        compile: bool = False,
     ) -> None:
-        self.model, self.prefix, self.use_cache, self.memory = model, prefix, use_cache, memory
+        self.model, self.prefix, self.use_cache, self.memory, self.compile = model, prefix, use_cache, memory, compile
         cfg = model.cfg
         self.room = cfg.block_size - (0 if prefix is None else prefix.shape[1])
         if self.room < 1:
@@ -71,12 +92,13 @@ class Stepper:
         self.rolling = model.rotary is not None and prefix is None
         self.reach = cfg.n_layer * (cfg.block_size - 1) + 1  # the newest token's receptive field
         self.cache: KVCache | None = None
-        self._decoder: Decoder | None = None
+        self._decoder: Decoder | CompiledDecoder | None = None
 
     def decode(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """One new token after a filled cache, without memory, through the model's lean :class:`Decoder`."""
+        """One new token after a filled cache, without memory, through the model's lean :class:`Decoder`
+        (or its compiled static-shape step, :class:`CompiledDecoder`, with ``compile``)."""
         if self._decoder is None:
-            self._decoder = decoder_for(self.model)
+            self._decoder = compiled_decoder_for(self.model) if self.compile else decoder_for(self.model)
         return self._decoder(token, cache)
 
     def __call__(self, idx: torch.Tensor, new: int) -> torch.Tensor:
@@ -116,15 +138,18 @@ def stream(
     prefix: torch.Tensor | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    compile: bool | str = "auto",
 ) -> Iterator[int]:
     """Yield new token ids one at a time for a single prompt ``idx`` (1, T).
 
     ``temperature`` 0 is greedy. Generation ends after ``max_new_tokens`` or when the output ends with one
-    of the ``stop`` sequences (the stop tokens are yielded too; callers trim them).
+    of the ``stop`` sequences (the stop tokens are yielded too; callers trim them). ``compile``: decode
+    through the compiled step (:mod:`polymodal.gpt.compiled`; True, False, or "auto": only for calls of at
+    least ``AUTO_COMPILE_TOKENS`` tokens, where its compile time pays off).
     """
     model.eval()
     idx = idx.to(model.lm_head.weight.device)  # a prompt encoded on the CPU, a model on a GPU
-    step = Stepper(model, prefix, use_cache)
+    step = Stepper(model, prefix, use_cache, compile=wants_compile(compile, max_new_tokens))
     out: list[int] = []
     new = idx.shape[1]
     for _ in range(max_new_tokens):
@@ -158,16 +183,18 @@ def beam_search(
     stop: list[list[int]] | None = None,
     prefix: torch.Tensor | None = None,
     use_cache: bool = True,
+    compile: bool | str = "auto",
 ) -> list[int]:
     """The highest-scoring continuation of ``idx`` (1, T) among ``beams`` hypotheses kept per step.
 
     Score: summed log-probability / length^``length_penalty``. A hypothesis that ends with a stop sequence
-    is finished; search ends when ``beams`` are finished or after ``max_new_tokens``.
+    is finished; search ends when ``beams`` are finished or after ``max_new_tokens``. ``compile``: as for
+    :func:`stream`.
     """
     model.eval()
     seqs = idx.repeat(beams, 1)  # (K, T)
     pre = None if prefix is None else prefix.repeat(beams, 1, 1)
-    step = Stepper(model, pre, use_cache)
+    step = Stepper(model, pre, use_cache, compile=wants_compile(compile, max_new_tokens))
     scores = torch.full((beams,), float("-inf"))
     scores[0] = 0.0  # the K copies are identical: start from one so the first step does not pick K times the same
     finished: list[tuple[float, list[int]]] = []
