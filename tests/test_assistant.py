@@ -216,7 +216,9 @@ def test_clipart_and_basicmotions_qa_builders(tmp_path):
     lines = ["image,title,keywords,description,category"]
     for i in range(40):
         category = ["animals", "signs_and_symbols"][i % 2]
-        Image.fromarray(np.full((8, 8, 3), i * 6, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        pixels = np.full((8, 8, 3), i * 6, np.uint8)
+        pixels[i % 8, :] = 255 - i * 6  # a line on a flat background: not a blank image, which clipart drops
+        Image.fromarray(pixels).save(tmp_path / "images" / f"{i}.png")
         lines.append(f"images/{i}.png,Red Fox {i},fox,a fox,{category}")
     (tmp_path / "captions.csv").write_text("\n".join(lines) + "\n")
     frame = ClipartQA(str(tmp_path), 1, 0.1, 0.2, 0).load().frame

@@ -59,3 +59,16 @@ def test_many_blank_images_in_a_table_get_one_warning(tmp_path, caplog):
     warned = [r.getMessage() for r in caplog.records if "have a constant 'image'" in r.getMessage()]
     assert warned and "train rows" in warned[0] and "drop those rows" in warned[0]
     assert len([w for w in warned if "train rows" in w]) == 1  # once per split, not once per row
+
+
+def test_a_clipart_folder_of_only_blank_images_says_which_option_keeps_them(tmp_path):
+    from polymodal.errors import DataError
+
+    lines = ["image,title,keywords,description,category"]
+    for i in range(4):
+        (tmp_path / f"{i}.png").write_bytes(png(np.full((8, 8, 3), 255)))
+        lines.append(f"{i}.png,t,k,d,c{i % 2}")
+    (tmp_path / "captions.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="drop_blank_images: false"):
+        Clipart(str(tmp_path), 1, True).load()
+    assert len(Clipart(str(tmp_path), 1, True, drop_blank_images=False).load().frame) == 4

@@ -89,10 +89,18 @@ class Clipart:
         contents = [(root / p).read_bytes() for p in frame["image"]]
         if self.drop_blank_images:
             keep = [not is_blank(c) for c in contents]
-            frame, contents = frame[keep].reset_index(drop=True), [c for c, k in zip(contents, keep, strict=True) if k]
+            if not any(keep):
+                raise DataError(f"every image in {root} is one flat colour; set data.options.drop_blank_images: false")
+            frame, contents = (
+                frame.loc[keep].reset_index(drop=True),
+                [c for c, k in zip(contents, keep, strict=True) if k],
+            )
         counts = frame["category"].value_counts()
         enough = (frame["category"].map(counts) >= self.min_per_class).to_numpy()
-        frame, contents = frame[enough].reset_index(drop=True), [c for c, k in zip(contents, enough, strict=True) if k]
+        frame, contents = (
+            frame.loc[enough].reset_index(drop=True),
+            [c for c, k in zip(contents, enough, strict=True) if k],
+        )
         if self.drop_category_words:
             # Every category's words, not only the row's own: what is left must not say "not that category".
             remove = WordRemover(label_words(*frame["category"].unique()))

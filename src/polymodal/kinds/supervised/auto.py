@@ -81,7 +81,7 @@ def recipe_for_table(
         head: Any = {"name": "multitask", "tasks": [{"column": label, "kind": "regression"}]}
         trainer["monitor"] = "loss"
     else:
-        head = "classification"
+        head = {"name": "classification", **template.get("head", {})}
     return {
         "name": name,
         "data": {"table": str(table), "label": label},
