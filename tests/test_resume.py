@@ -201,3 +201,24 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path, model, opt)
     with pytest.raises(CheckpointError, match="recipe.yaml"):
         api.train(None, tmp_path, resume=True)
+
+
+def test_an_assistant_run_resumes_exactly_after_sigkill(tmp_path):
+    """The assistant kind (encoders -> projector -> GPT, loss on answers only) trains through the same loop: a
+    mid-run SIGKILL and --resume give the same per-epoch losses and final weights as an uninterrupted run."""
+    from polymodal.kinds.base import kind_named
+
+    raw = kind_named("assistant").example(tmp_path)
+    raw["trainer"].update({"epochs": 8, "checkpoint_every": 3})
+    path = tmp_path / "assistant.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    kill_after_first_checkpoint(killed, "train", str(path))
+    resume_and_run_straight(killed, straight, "train", str(path))
+    a, b = epochs_of(killed), epochs_of(straight)
+    assert [r["epoch"] for r in a] == list(range(1, 9))
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-5), ra["epoch"]
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-5), ra["epoch"]
+    wa, wb = load_file(str(killed / "weights.safetensors")), load_file(str(straight / "weights.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
