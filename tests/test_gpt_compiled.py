@@ -11,6 +11,7 @@ from test_gpt_rolling import peaked
 from polymodal.gpt.compiled import CompiledDecoder, compiled_decoder_for
 from polymodal.gpt.decode import Decoder
 from polymodal.gpt.generate import AUTO_COMPILE_TOKENS, beam_search, generate, wants_compile
+from polymodal.gpt.multi import multi_step_for
 
 
 def steps_match(model, steps: int) -> CompiledDecoder:
@@ -59,12 +60,15 @@ def test_a_failing_compiler_falls_back_to_the_decoder_with_one_warning(caplog):
         raise RuntimeError("no C++ compiler\nsecond line")
 
     compiled._fn = broken
-    with caplog.at_level(logging.WARNING, logger="polymodal.gpt.compiled"):
+    multi = multi_step_for(compiled)
+    multi._fn = broken  # the several-steps-per-call path first, then the one-step one
+    with caplog.at_level(logging.WARNING, logger="polymodal.gpt"):
         got = generate(model, prompt, 12, temperature=0.0, compile=True)
         assert generate(model, prompt, 12, temperature=0.0, compile=True) == want  # stays on the fallback
-    assert got == want and compiled.failed
+    assert got == want and compiled.failed and multi.failed
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1 and "RuntimeError: no C++ compiler)" in warnings[0] and "\n" not in warnings[0]
+    assert len(warnings) == 2 and all("RuntimeError: no C++ compiler)" in w and "\n" not in w for w in warnings)
+    assert f"{multi.k}-step" in warnings[0] and "eager decoder" in warnings[1]
 
 
 def test_compile_option_resolves_auto_by_length_and_rejects_other_values():

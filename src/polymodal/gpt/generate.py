@@ -26,6 +26,7 @@ import torch
 from polymodal.gpt.compiled import CompiledDecoder, compiled_decoder_for
 from polymodal.gpt.decode import Decoder, decoder_for
 from polymodal.gpt.model import GPT, KVCache
+from polymodal.gpt.multi import CHUNK, multi_step_for, supports
 
 # compile="auto" compiles the decode step when a call asks for at least this many tokens. Measured at the
 # shakespeare_char size, one thread, load 3.4-4.5 (docs/benchmarks/nanogpt.md): compiling saves ~0.5 ms per
@@ -152,7 +153,23 @@ def stream(
     step = Stepper(model, prefix, use_cache, compile=wants_compile(compile, max_new_tokens))
     out: list[int] = []
     new = idx.shape[1]
-    for _ in range(max_new_tokens):
+    # Compiled, rolling cache, options the graph can sample: CHUNK tokens per compiled call (polymodal.gpt.multi;
+    # sampled tokens follow the same distribution as below, from other draws). A chunk's surplus tokens stay in
+    # the cache, which ends with this call.
+    multi = step.compile and step.rolling and use_cache and supports(top_p, repetition_penalty)
+    compiled = compiled_decoder_for(model) if multi else None
+    while len(out) < max_new_tokens:
+        if compiled is not None and out and not compiled.failed:
+            chunk = multi_step_for(compiled, CHUNK).run(idx[:, -1], step.cache, temperature, top_k, generator)
+            if chunk is not None:
+                idx = torch.cat([idx, torch.tensor([chunk], device=idx.device)], dim=1)
+                for t in chunk:
+                    out.append(t)
+                    yield t
+                    if len(out) == max_new_tokens or (stop and any(out[-len(s) :] == s for s in stop)):
+                        return
+                continue
+            compiled = None
         logits = process_logits(step(idx, new), idx, temperature, top_k, top_p, repetition_penalty)
         if temperature == 0:
             nxt = logits.argmax(-1, keepdim=True)
