@@ -146,7 +146,9 @@ def stream(
     ``temperature`` 0 is greedy. Generation ends after ``max_new_tokens`` or when the output ends with one
     of the ``stop`` sequences (the stop tokens are yielded too; callers trim them). ``compile``: decode
     through the compiled step (:mod:`polymodal.gpt.compiled`; True, False, or "auto": only for calls of at
-    least ``AUTO_COMPILE_TOKENS`` tokens, where its compile time pays off).
+    least ``AUTO_COMPILE_TOKENS`` tokens, where its compile time pays off). Compiled, with a rolling cache and
+    no top-p or repetition penalty, tokens come ``CHUNK`` per compiled call (:mod:`polymodal.gpt.multi`), so they
+    arrive in bursts; sampled ones are then other draws (same distribution) than without compiling.
     """
     model.eval()
     idx = idx.to(model.lm_head.weight.device)  # a prompt encoded on the CPU, a model on a GPU
