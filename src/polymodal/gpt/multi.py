@@ -30,8 +30,9 @@ from polymodal.gpt.compiled import CompiledDecoder
 
 log = logging.getLogger(__name__)
 
-# Tokens per compiled call: 8 measured ~2.3x the one-step tokens/s at the shakespeare_char size
-# (docs/benchmarks/nanogpt.md); 4 and 16 not measured.
+# Tokens per compiled call. At the shakespeare_char size, in-process, load ~3 (docs/benchmarks/nanogpt.md): 8 gave
+# ~2.3x the one-step tokens/s; 4 ~10-20 % fewer tokens/s than 8, 16 ~10 % more but ~80 s cold compile per variant
+# (8: ~35 s). The uniforms are drawn per chunk in token order, so a seed gives the same text for any chunk size.
 CHUNK = 8
 
 
