@@ -9,7 +9,7 @@ from test_gpt_rolling import peaked
 
 from polymodal.gpt.compiled import compiled_decoder_for
 from polymodal.gpt.generate import generate, stream
-from polymodal.gpt.multi import CHUNK, multi_step_for
+from polymodal.gpt.multi import CHUNK, multi_step_for, supports
 
 
 def test_greedy_chunks_give_the_one_step_tokens_past_the_window_and_at_any_length():  # ~70 s cold, ~10 s warm
@@ -79,3 +79,8 @@ def _copy(cache):
     out = type(cache)(cache.capacity, rolling=cache.rolling)
     out.k, out.v, out.n = [k.clone() for k in cache.k], [v.clone() for v in cache.v], list(cache.n)
     return out
+
+
+def test_options_the_graph_cannot_sample_stay_on_the_one_step_path():
+    assert supports(0.0, None, 1.0) and supports(0.8, 1.0, 1.0)
+    assert not supports(0.8, 0.9, 1.0) and not supports(0.8, None, 1.2) and not supports(-1.0, None, 1.0)

@@ -158,7 +158,7 @@ def stream(
     # Compiled, rolling cache, options the graph can sample: CHUNK tokens per compiled call (polymodal.gpt.multi;
     # sampled tokens follow the same distribution as below, from other draws). A chunk's surplus tokens stay in
     # the cache, which ends with this call.
-    multi = step.compile and step.rolling and use_cache and supports(top_p, repetition_penalty)
+    multi = step.compile and step.rolling and use_cache and supports(temperature, top_p, repetition_penalty)
     compiled = compiled_decoder_for(model) if multi else None
     while len(out) < max_new_tokens:
         if compiled is not None and out and not compiled.failed:

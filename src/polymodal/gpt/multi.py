@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 CHUNK = 8
 
 
-def supports(top_p: float | None, repetition_penalty: float) -> bool:
-    """Whether :class:`MultiStep` can run these sampling options (top-p and the repetition penalty cannot)."""
-    return (top_p is None or top_p >= 1.0) and repetition_penalty == 1.0
+def supports(temperature: float, top_p: float | None, repetition_penalty: float) -> bool:
+    """Whether :class:`MultiStep` can run these sampling options (top-p, the repetition penalty and a negative
+    temperature, which ``stream`` samples from the unscaled logits, cannot)."""
+    return temperature >= 0 and (top_p is None or top_p >= 1.0) and repetition_penalty == 1.0
 
 
 class MultiStep:
