@@ -4,6 +4,7 @@ softmax(logits / temperature) after top-k."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_gpt_rolling import peaked
 
@@ -33,6 +34,7 @@ def test_a_stop_sequence_inside_a_chunk_ends_where_the_one_step_path_ends():
     assert list(stream(model, prompt, 30, temperature=0.0, stop=stop, compile=True))[-2:] == stop[0]
 
 
+@pytest.mark.slow  # each compiles its own sampled graph: ~40-70 s with an empty inductor cache
 def test_seeded_sampling_repeats_itself_and_top_k_1_is_greedy():
     model = peaked()
     prompt = torch.randint(23, (1, 3))
@@ -46,6 +48,7 @@ def test_seeded_sampling_repeats_itself_and_top_k_1_is_greedy():
     assert sample(4, top_k=1) == greedy
 
 
+@pytest.mark.slow  # each compiles its own sampled graph: ~40-70 s with an empty inductor cache
 def test_sampled_tokens_follow_softmax_of_the_logits_with_temperature_and_top_k():
     torch.manual_seed(0)
     model = peaked(n_embd=8)
