@@ -106,6 +106,23 @@ def resume_and_run_straight(killed: Path, straight: Path, *args: str) -> None:
     assert full.wait(timeout=900) == 0, full.stderr.read()
 
 
+def kill_resume_and_compare(raw: dict, tmp_path: Path, keys: tuple[str, ...]) -> None:
+    """Train recipe ``raw`` (8 epochs) killed after its first checkpoint then resumed, and straight through: every
+    epoch's ``keys`` and the final weights agree."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    kill_after_first_checkpoint(killed, "train", str(path))
+    resume_and_run_straight(killed, straight, "train", str(path))
+    a, b = epochs_of(killed), epochs_of(straight)
+    assert [r["epoch"] for r in a] == list(range(1, 9))
+    for ra, rb in zip(a, b, strict=True):
+        for key in keys:
+            assert ra[key] == pytest.approx(rb[key], abs=1e-5), (ra["epoch"], key)
+    wa, wb = load_file(str(killed / "weights.safetensors")), load_file(str(straight / "weights.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
 def test_a_gan_run_resumes_exactly_after_sigkill(tmp_path):
     """The GAN's critic and generator steps go through the one Trainer loop: a mid-epoch SIGKILL and --resume give
     the same per-epoch losses and the same final weights as an uninterrupted run."""
@@ -118,18 +135,7 @@ def test_a_gan_run_resumes_exactly_after_sigkill(tmp_path):
         "trainer": {"epochs": 8, "steps_per_epoch": 8, "batch_size": 32, "n_critic": 2, "checkpoint_every": 3},
         "evaluation": {"grid_rows": 2, "grid_columns": 2, "classifier": None},
     }
-    path = tmp_path / "gan.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    killed, straight = tmp_path / "killed", tmp_path / "straight"
-    kill_after_first_checkpoint(killed, "train", str(path))
-    resume_and_run_straight(killed, straight, "train", str(path))
-    a, b = epochs_of(killed), epochs_of(straight)
-    assert [r["epoch"] for r in a] == list(range(1, 9))
-    for ra, rb in zip(a, b, strict=True):
-        for key in ("critic_loss", "wasserstein", "gp", "generator_loss", "train_loss"):
-            assert ra[key] == pytest.approx(rb[key], abs=1e-5), (ra["epoch"], key)
-    wa, wb = load_file(str(killed / "weights.safetensors")), load_file(str(straight / "weights.safetensors"))
-    assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    kill_resume_and_compare(raw, tmp_path, ("critic_loss", "wasserstein", "gp", "generator_loss", "train_loss"))
 
 
 def test_a_federated_run_resumes_exactly_after_sigkill(manifest, tmp_path):
@@ -210,15 +216,4 @@ def test_an_assistant_run_resumes_exactly_after_sigkill(tmp_path):
 
     raw = kind_named("assistant").example(tmp_path)
     raw["trainer"].update({"epochs": 8, "checkpoint_every": 3})
-    path = tmp_path / "assistant.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    killed, straight = tmp_path / "killed", tmp_path / "straight"
-    kill_after_first_checkpoint(killed, "train", str(path))
-    resume_and_run_straight(killed, straight, "train", str(path))
-    a, b = epochs_of(killed), epochs_of(straight)
-    assert [r["epoch"] for r in a] == list(range(1, 9))
-    for ra, rb in zip(a, b, strict=True):
-        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-5), ra["epoch"]
-        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-5), ra["epoch"]
-    wa, wb = load_file(str(killed / "weights.safetensors")), load_file(str(straight / "weights.safetensors"))
-    assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    kill_resume_and_compare(raw, tmp_path, ("train_loss", "val_loss"))
