@@ -57,3 +57,26 @@ def test_non_file_cells_bypass_the_cache(tmp_path):
     feats = np.random.default_rng(0).normal(size=(20, 13)).astype(np.float32)
     cache.get_or_compute(feats, audio())
     assert cache.hits == cache.misses == 0 and not (tmp_path / "cache").exists()
+
+
+class CostlyFrontEnd(AudioTransform):
+    """A log-mel standing in for a transform whose work on an array costs more than a disk entry (a pretrained
+    front end, e.g. ``features: speech_embedding``)."""
+
+    cache_arrays = True
+
+
+def test_a_transform_decides_whether_its_array_features_get_a_disk_entry(tmp_path):
+    wave = np.random.default_rng(1).normal(size=8000).astype(np.float32)  # above MIN_ARRAY samples
+    cheap = audio()
+    assert not cheap.cache_arrays  # an STFT costs what hashing the array and its entry would
+    assert AudioTransform(16000, "speech_embedding", 256, 80, 16, 13, 50, None).cache_arrays
+    cache = FeatureCache(tmp_path / "cache")
+    torch.testing.assert_close(cache.get_or_compute(wave, cheap), cheap(wave))
+    assert cache.misses == 0 and not (tmp_path / "cache").exists()
+    costly = CostlyFrontEnd(8000, "logmel", 256, 80, 16, 13, 50, True)
+    x1 = cache.get_or_compute(wave, costly)
+    again = FeatureCache(tmp_path / "cache")
+    x2 = again.get_or_compute(wave.copy(), costly)  # equal bytes, another object: found by content
+    assert (cache.misses, again.hits) == (1, 1) and torch.equal(x1, x2)
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 1

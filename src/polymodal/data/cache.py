@@ -34,9 +34,12 @@ def numeric_array(cell: Any) -> bool:
     return isinstance(cell, np.ndarray) and cell.dtype.kind in "fiub"
 
 
-def cacheable(cell: Any) -> bool:
-    """A cell the cache keeps: a file path, or a numeric array of at least :data:`MIN_ARRAY` elements."""
-    return isinstance(cell, str) or (numeric_array(cell) and cell.size >= MIN_ARRAY)
+def cacheable(cell: Any, transform: Transform | None = None) -> bool:
+    """A cell the cache keeps: a file path, or a numeric array of at least :data:`MIN_ARRAY` elements whose
+    ``transform`` says its features deserve a disk entry (:attr:`Transform.cache_arrays`)."""
+    if isinstance(cell, str):
+        return True
+    return numeric_array(cell) and cell.size >= MIN_ARRAY and (transform is None or transform.cache_arrays)
 
 
 def default_cache_dir() -> Path:
@@ -92,7 +95,7 @@ class FeatureCache:
         if held is not None and held[0] is cell and held[1] is transform:
             self.hits += 1
             return held[2]
-        key = self.key(cell, transform) if cacheable(cell) else None
+        key = self.key(cell, transform) if cacheable(cell, transform) else None
         if key is None:
             return transform(cell)
         entry = self.root / key[:2] / f"{key}.safetensors"

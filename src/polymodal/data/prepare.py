@@ -64,7 +64,7 @@ def file_cells(
             for i, cell in enumerate(cells):
                 if isinstance(cell, str) and cell.strip():
                     seen.setdefault((name, cell), None)
-                elif cacheable(cell) or (every_array and numeric_array(cell)):
+                elif cacheable(cell, transforms[name]) or (every_array and numeric_array(cell)):
                     seen.setdefault((name, i), None)
     return list(seen)
 
@@ -160,7 +160,7 @@ def prefill(
     """Compute the features of every file cell and array cell of ``columns`` with ``workers`` processes: a file
     cell's into ``cache`` on disk, an array cell's (a waveform or image a dataset built in memory) sent back and
     held by ``cache`` in this process (:meth:`FeatureCache.hold`) until the screening pass has taken it; an array
-    of at least ``MIN_ARRAY`` elements is also written to disk, as every process would. A process of a group
+    of at least ``MIN_ARRAY`` elements whose transform asks for it (``cache_arrays``) is also written to disk. A process of a group
     (``shard``) shares through the disk only, so it computes file cells and those arrays alone.
 
     Returns the number of cells the pool computed or found (0 when it did not run: no cache, one worker, or

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polymodal.data.cache import FeatureCache, cacheable
+from polymodal.data.cache import FeatureCache, numeric_array
 from polymodal.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def store_key(columns: dict[str, list[Any]], transforms: dict[str, Any], cache: 
         transform = transforms[name]
         h.update(f"\x00{name}\x00{transform.settings()}\x00".encode())
         for cell in columns[name]:
-            key = cache.key(cell, transform) if cacheable(cell) else None
+            # Every array by its bytes (numpy's repr of a large array elides its middle, so it cannot key one).
+            key = cache.key(cell, transform) if isinstance(cell, str) or numeric_array(cell) else None
             h.update((key or repr(cell)).encode() + b"\x01")
     return h.hexdigest()
 

@@ -294,6 +294,10 @@ class AudioTransform(Transform):
         return load_npy(path, f"feature array {path}", MAX_SECONDS * MAX_SAMPLE_RATE, "audio")
 
     @property
+    def cache_arrays(self) -> bool:
+        return self.features == "speech_embedding"  # an STFT of a waveform array costs what its disk entry would
+
+    @property
     def augments_wave(self) -> bool:
         return bool(self.gain_db or self.shift or self.speed or self.noise)
 

@@ -81,6 +81,14 @@ class Transform:
         return False
 
     @property
+    def cache_arrays(self) -> bool:
+        """Whether features computed from an in-memory array cell deserve a disk entry in the feature cache.
+        Hashing the array and writing and reading the entry cost about what a cheap transform does (a log-mel of a
+        4,000-sample waveform: 0.16 ms either way), so a transform whose work on arrays is cheap says False; one
+        with a costly front end (a pretrained network) keeps the default. File cells are always cached."""
+        return True
+
+    @property
     def augments(self) -> bool:
         """Whether ``augment_example`` may draw random numbers: the training loop seeds each row only then (a
         seed per row costs ~0.6 ms). A subclass that overrides augmentation says when all its keys are off."""

@@ -179,6 +179,10 @@ class ImageTransform(Transform):
         return pixel_noise(x, self.mean, self.std, level, rng)
 
     @property
+    def cache_arrays(self) -> bool:
+        return False  # resizing an array costs less than hashing it and writing the entry
+
+    @property
     def augments(self) -> bool:
         return bool(self.hflip or self.rotate > 0 or self.crop_scale < 1 or self.brightness or self.contrast)
 

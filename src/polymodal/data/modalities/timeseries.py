@@ -225,6 +225,10 @@ class TimeSeriesTransform(Transform):
         return x
 
     @property
+    def cache_arrays(self) -> bool:
+        return False  # resampling and standardising an array costs less than hashing it and writing the entry
+
+    @property
     def augments(self) -> bool:
         return bool(self.window or self.jitter or self.scale)
 
