@@ -160,8 +160,8 @@ def prefill(
     """Compute the features of every file cell and array cell of ``columns`` with ``workers`` processes: a file
     cell's into ``cache`` on disk, an array cell's (a waveform or image a dataset built in memory) sent back and
     held by ``cache`` in this process (:meth:`FeatureCache.hold`) until the screening pass has taken it; an array
-    of at least ``MIN_ARRAY`` elements whose transform asks for it (``cache_arrays``) is also written to disk. A process of a group
-    (``shard``) shares through the disk only, so it computes file cells and those arrays alone.
+    of at least ``MIN_ARRAY`` elements whose transform asks for it (``cache_arrays``) is also written to disk. A
+    process of a group (``shard``) shares through the disk only, so it computes file cells and those arrays alone.
 
     Returns the number of cells the pool computed or found (0 when it did not run: no cache, one worker, or
     too few cells to be worth the processes). ``progress(done, total, seconds)`` is called as cells finish.
