@@ -25,6 +25,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,17 +69,51 @@ def machine_key(model: nn.Module, batch_shapes: str) -> str:
     return hashlib.sha256(f"{text}|{params}|{batch_shapes}".encode()).hexdigest()[:32]
 
 
-def probe(step: Callable[[str], None], rounds: int = ROUNDS) -> dict[str, float]:
-    """Median seconds of ``step(precision)`` for fp32 and bf16, interleaved after a warm-up of each."""
-    for precision in ("fp32", "bf16") * WARMUP:
-        step(precision)
-    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+def probe(
+    step: Callable[[str], None], rounds: int = ROUNDS, choices: tuple[str, ...] = ("fp32", "bf16")
+) -> dict[str, float]:
+    """Median seconds of ``step(choice)`` for each choice (fp32 and bf16), interleaved after a warm-up of each."""
+    for choice in choices * WARMUP:
+        step(choice)
+    times: dict[str, list[float]] = {c: [] for c in choices}
     for _ in range(rounds):
-        for precision in ("fp32", "bf16"):
+        for choice in choices:
             t = time.perf_counter()
-            step(precision)
-            times[precision].append(time.perf_counter() - t)
+            step(choice)
+            times[choice].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def measured(model: nn.Module, step: Callable[[str], None], choices: tuple[str, str]) -> dict[str, float]:
+    """:func:`probe` of ``choices`` on ``model``, leaving its state, gradients, mode and torch's RNG as found."""
+    state, rng, training = copy.deepcopy(model.state_dict()), torch.get_rng_state(), model.training
+    try:
+        return probe(step, choices=choices)
+    finally:
+        model.load_state_dict(state)
+        model.zero_grad(set_to_none=True)
+        torch.set_rng_state(rng)
+        model.train(training)
+
+
+def known_choices() -> dict[str, Any]:
+    """This machine's cached answers (:func:`cache_file`), by :func:`machine_key`; empty when unreadable."""
+    path = cache_file()
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def remember(key: str, entry: dict[str, Any]) -> None:
+    """Add one answer to the machine's cache; a read-only or full home only costs the next run a probe."""
+    known, path = known_choices(), cache_file()
+    known[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, known)
+    except (OSError, CheckpointError) as exc:
+        log.warning("could not cache the probe's answer in %s (%s)", path, exc)
 
 
 def resolve_precision(
@@ -100,28 +135,13 @@ def resolve_precision(
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type != "cpu" or distributed:
         return "fp32"
-    key, path = machine_key(model, batch_shapes), cache_file()
-    try:
-        known = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        known = {}
+    key = machine_key(model, batch_shapes)
+    known = known_choices()
     if key in known and known[key].get("precision") in ("fp32", "bf16"):
         return known[key]["precision"]
-    state, rng, training = copy.deepcopy(model.state_dict()), torch.get_rng_state(), model.training
-    try:
-        medians = probe(train_step)
-    finally:
-        model.load_state_dict(state)
-        model.zero_grad(set_to_none=True)
-        torch.set_rng_state(rng)
-        model.train(training)
+    medians = measured(model, train_step, ("fp32", "bf16"))
     choice = "bf16" if medians["bf16"] <= (1.0 - MIN_GAIN) * medians["fp32"] else "fp32"
     ms = {k: round(1e3 * v, 2) for k, v in medians.items()}
     log.info("precision auto: fp32 %.1f ms, bf16 %.1f ms per step -> %s", ms["fp32"], ms["bf16"], choice)
-    known[key] = {"precision": choice, "fp32_ms": ms["fp32"], "bf16_ms": ms["bf16"]}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, known)
-    except (OSError, CheckpointError) as exc:  # a read-only or full home only costs the next run a probe
-        log.warning("could not cache the precision choice in %s (%s)", path, exc)
+    remember(key, {"precision": choice, "fp32_ms": ms["fp32"], "bf16_ms": ms["bf16"]})
     return choice

@@ -28,6 +28,7 @@ from polymodal.errors import ConfigError
 from polymodal.privacy.dpsgd import DPSGD
 from polymodal.training.distributed import Dist
 from polymodal.training.evaluator import Evaluator, autocast, pinned, to_device
+from polymodal.training.layout import apply_layout, resolve_layout
 from polymodal.training.optim import build_optimizer, lr_at
 from polymodal.training.precision import check_precision, resolve_precision
 
@@ -229,10 +230,12 @@ class SupervisedStep(Stateless):
     ) -> None:
         self.model, self.train, self.val, self.seed, self.epoch = model, train, val, seed, 0
         self.dist = dist or Dist()
-        self.net = self.dist.wrap(model)  # what the training forward runs: the model, or DDP around it
         check_precision(cfg.precision, self.dist.device)
         self.cfg = dataclasses.replace(cfg, precision=self.chosen_precision(cfg))  # "auto" resolved once
+        self.cfg = dataclasses.replace(self.cfg, memory_format=self.chosen_layout(self.cfg))
+        apply_layout(model, self.cfg.memory_format)  # before DDP, whose buckets follow the parameters' strides
         cfg = self.cfg
+        self.net = self.dist.wrap(model)  # what the training forward runs: the model, or DDP around it
         self.optimizer: torch.optim.Optimizer | None = build_optimizer(model, cfg)
         # fp16's narrow range needs the loss scaled (bf16 has fp32's exponent range and does not).
         fp16 = cfg.precision == "fp16"
@@ -246,10 +249,9 @@ class SupervisedStep(Stateless):
         self.batches = EpochBatches()
         self._loader: DataLoader | None = None
 
-    def chosen_precision(self, cfg: TrainerConfig) -> str:
-        """``cfg.precision``, with ``auto`` measured on this model and its first training batch."""
-        if cfg.precision != "auto":
-            return cfg.precision
+    def probe_step(self, cfg: TrainerConfig) -> tuple[Callable[[str], None], str]:
+        """One forward and backward on the first training batch at a given precision (what the ``auto`` probes
+        time), and the batch's shapes."""
         first = self.dist.train_batches(len(self.train), cfg.batch_size, self.seed, 0)[0]
         batch = to_device(next(iter(loader(self.train, [first]))), self.dist.device)
         inputs, present, y = batch
@@ -260,8 +262,23 @@ class SupervisedStep(Stateless):
                 out: ModelOutput = self.model(inputs, present)
             self.model.loss(out, y).backward()
 
-        shapes = str({k: tuple(v.shape) for k, v in inputs.items()})
+        return train_step, str({k: tuple(v.shape) for k, v in inputs.items()})
+
+    def chosen_precision(self, cfg: TrainerConfig) -> str:
+        """``cfg.precision``, with ``auto`` measured on this model and its first training batch."""
+        if cfg.precision != "auto":
+            return cfg.precision
+        train_step, shapes = self.probe_step(cfg)
         return resolve_precision(cfg.precision, self.dist.device, self.model, train_step, shapes, self.dist.enabled)
+
+    def chosen_layout(self, cfg: TrainerConfig) -> str:
+        """``cfg.memory_format``, with ``auto`` measured at the run's precision (``cfg.precision`` resolved)."""
+        if cfg.memory_format != "auto":
+            return cfg.memory_format
+        train_step, shapes = self.probe_step(cfg)
+        return resolve_layout(
+            "auto", self.model, lambda: train_step(cfg.precision), shapes, cfg.precision, self.dist.enabled
+        )
 
     def units(self, epoch: int) -> Sequence[list[int]]:
         self.epoch = epoch
