@@ -9,9 +9,10 @@ preprocessing key can never return a stale tensor. Entries are safetensors files
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,8 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self._settings: dict[int, str] = {}
+        self._folders: set[Path] = set()  # entry folders known to exist (one mkdir each)
+        self._count = itertools.count()
         # Array cells' features the first pass's pool sent back, by the cell's and transform's identity (the very
         # objects the screening pass reads): no hashing in this process, whose serial time bounds the pass.
         self.held: dict[tuple[int, int], tuple[np.ndarray, Transform, torch.Tensor]] = {}
@@ -108,9 +111,12 @@ class FeatureCache:
                 log.warning("ignoring unreadable cache entry %s", entry)
         x = transform(cell)
         self.misses += 1
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-        os.close(fd)
+        if entry.parent not in self._folders:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(entry.parent)
+        # A name no other process or thread writes (pid, thread, count): safetensors creates it, then one rename.
+        # (tempfile.mkstemp cost 0.27 ms per entry here, a quarter of the write.)
+        tmp = str(entry.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{next(self._count)}")
         try:
             save_file({"x": x.contiguous()}, tmp)
             os.replace(tmp, entry)

@@ -149,19 +149,20 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
 
         return read_video_audio(path, sample_rate)
     try:
-        sr = sf.info(str(path)).samplerate
-        if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-            raise DataError(
-                f"audio file {path} declares a sample rate of {sr} Hz; polymodal reads {MIN_SAMPLE_RATE}-"
-                f"{MAX_SAMPLE_RATE} Hz files: re-encode it (e.g. ffmpeg -ar {sample_rate})"
-            )
         short = wav_data_shortfall(path) if path.suffix.lower() == ".wav" else None
         if short:
             raise DataError(
                 f"audio file {path} is truncated: its data chunk declares {short[0]} bytes but {short[1]} are "
                 "present; copy the file again or drop its row"
             )
-        wav, sr = sf.read(str(path), frames=MAX_SECONDS * sr, dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:  # opened once: its header gives the rate, then the samples are read
+            sr = f.samplerate
+            if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+                raise DataError(
+                    f"audio file {path} declares a sample rate of {sr} Hz; polymodal reads {MIN_SAMPLE_RATE}-"
+                    f"{MAX_SAMPLE_RATE} Hz files: re-encode it (e.g. ffmpeg -ar {sample_rate})"
+                )
+            wav = f.read(frames=MAX_SECONDS * sr, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise DataError(f"cannot decode audio {path}: {exc}; check it is a WAV/FLAC/OGG file") from None
     if wav.shape[0] == 0:
