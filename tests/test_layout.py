@@ -13,7 +13,7 @@ from conftest import epochs_of, tiny_recipe
 from polymodal import api
 from polymodal.errors import ConfigError
 from polymodal.kinds.supervised.predictor import RunPredictor
-from polymodal.training import layout
+from polymodal.training import precision
 from polymodal.training.layout import resolve_layout
 from polymodal.training.precision import cache_file
 
@@ -39,7 +39,7 @@ def test_the_probe_chooses_by_the_measured_medians_and_caches_the_answer(monkeyp
         model(x).pow(2).mean().backward()
 
     fake = {"contiguous": 1.0, "channels_last": 0.95}  # 5 % faster: under MIN_GAIN, stays contiguous
-    monkeypatch.setattr(layout, "measured", lambda m, s, choices: ([s(c) for c in choices], fake)[1])
+    monkeypatch.setattr(precision, "measured", lambda m, s, choices: ([s(c) for c in choices], fake)[1])
     assert resolve_layout("auto", model, step, "a", "fp32") == "contiguous" and seen == [False, True]
     fake.update(channels_last=0.5)
     assert resolve_layout("auto", model, step, "b", "fp32") == "channels_last"

@@ -16,15 +16,13 @@ within one layout.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from polymodal.training.precision import MIN_GAIN, known_choices, machine_key, measured, remember
+from polymodal.training.precision import cached_choice, machine_key
 
-log = logging.getLogger(__name__)
 LAYOUTS = ("contiguous", "channels_last")
 
 
@@ -53,21 +51,12 @@ def resolve_layout(
     if distributed or not has_conv2d(model):
         return "contiguous"
     key = "layout|" + machine_key(model, f"{batch_shapes}|{precision}")
-    known = known_choices()
-    if key in known and known[key].get("layout") in LAYOUTS:
-        return known[key]["layout"]
 
     def step(layout: str) -> None:
         apply_layout(model, layout)
         train_step()
 
     try:
-        medians = measured(model, step, LAYOUTS)  # type: ignore[arg-type]
+        return cached_choice(key, "layout", model, step, LAYOUTS)
     finally:
         apply_layout(model, "contiguous")
-    fast = medians["channels_last"] <= (1.0 - MIN_GAIN) * medians["contiguous"]
-    choice = "channels_last" if fast else "contiguous"
-    ms = {k: round(1e3 * v, 2) for k, v in medians.items()}
-    log.info("memory_format auto: contiguous %.1f ms, channels_last %.1f ms per step -> %s", *ms.values(), choice)
-    remember(key, {"layout": choice, **{f"{k}_ms": v for k, v in ms.items()}})
-    return choice

@@ -96,6 +96,21 @@ def measured(model: nn.Module, step: Callable[[str], None], choices: tuple[str, 
         model.train(training)
 
 
+def cached_choice(key: str, field: str, model: nn.Module, step: Callable[[str], None], choices: tuple[str, str]) -> str:
+    """The machine's cached answer under ``key`` or, failing that, a :func:`measured` probe's: ``choices[1]`` when its
+    median step is at least ``MIN_GAIN`` faster than ``choices[0]``'s. The answer is cached as ``{field: choice,
+    "<choice>_ms": median, ...}``."""
+    known = known_choices()
+    if key in known and known[key].get(field) in choices:
+        return known[key][field]
+    medians = measured(model, step, choices)
+    choice = choices[1] if medians[choices[1]] <= (1.0 - MIN_GAIN) * medians[choices[0]] else choices[0]
+    ms = {c: round(1e3 * medians[c], 2) for c in choices}
+    log.info("%s auto: %s %.1f ms, %s %.1f ms per step -> %s", field, *[v for c in choices for v in (c, ms[c])], choice)
+    remember(key, {field: choice, **{f"{c}_ms": ms[c] for c in choices}})
+    return choice
+
+
 def known_choices() -> dict[str, Any]:
     """This machine's cached answers (:func:`cache_file`), by :func:`machine_key`; empty when unreadable."""
     path = cache_file()
@@ -135,13 +150,4 @@ def resolve_precision(
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type != "cpu" or distributed:
         return "fp32"
-    key = machine_key(model, batch_shapes)
-    known = known_choices()
-    if key in known and known[key].get("precision") in ("fp32", "bf16"):
-        return known[key]["precision"]
-    medians = measured(model, train_step, ("fp32", "bf16"))
-    choice = "bf16" if medians["bf16"] <= (1.0 - MIN_GAIN) * medians["fp32"] else "fp32"
-    ms = {k: round(1e3 * v, 2) for k, v in medians.items()}
-    log.info("precision auto: fp32 %.1f ms, bf16 %.1f ms per step -> %s", ms["fp32"], ms["bf16"], choice)
-    remember(key, {"precision": choice, "fp32_ms": ms["fp32"], "bf16_ms": ms["bf16"]})
-    return choice
+    return cached_choice(machine_key(model, batch_shapes), "precision", model, train_step, ("fp32", "bf16"))

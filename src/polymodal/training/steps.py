@@ -230,10 +230,12 @@ class SupervisedStep(Stateless):
     ) -> None:
         self.model, self.train, self.val, self.seed, self.epoch = model, train, val, seed, 0
         self.dist = dist or Dist()
+        self._probe: tuple[Callable[[str], None], str] | None = None
         check_precision(cfg.precision, self.dist.device)
         self.cfg = dataclasses.replace(cfg, precision=self.chosen_precision(cfg))  # "auto" resolved once
         self.cfg = dataclasses.replace(self.cfg, memory_format=self.chosen_layout(self.cfg))
-        apply_layout(model, self.cfg.memory_format)  # before DDP, whose buckets follow the parameters' strides
+        if self.cfg.memory_format == "channels_last":  # models are built contiguous
+            apply_layout(model, "channels_last")  # before DDP, whose buckets follow the parameters' strides
         cfg = self.cfg
         self.net = self.dist.wrap(model)  # what the training forward runs: the model, or DDP around it
         self.optimizer: torch.optim.Optimizer | None = build_optimizer(model, cfg)
@@ -251,7 +253,12 @@ class SupervisedStep(Stateless):
 
     def probe_step(self, cfg: TrainerConfig) -> tuple[Callable[[str], None], str]:
         """One forward and backward on the first training batch at a given precision (what the ``auto`` probes
-        time), and the batch's shapes."""
+        time), and the batch's shapes; the batch is loaded once for both probes."""
+        if self._probe is None:
+            self._probe = self.first_batch_step(cfg)
+        return self._probe
+
+    def first_batch_step(self, cfg: TrainerConfig) -> tuple[Callable[[str], None], str]:
         first = self.dist.train_batches(len(self.train), cfg.batch_size, self.seed, 0)[0]
         batch = to_device(next(iter(loader(self.train, [first]))), self.dist.device)
         inputs, present, y = batch
