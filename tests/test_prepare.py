@@ -56,6 +56,24 @@ def test_prefill_computes_each_distinct_file_once_into_the_cache(tmp_path):
     assert prefill({"image": cells[:4]}, transforms, cache, 2) == 0  # too few files to start processes for
 
 
+def test_with_send_files_the_pool_sends_file_cells_features_back_and_still_writes_their_entries(tmp_path):
+    for i in range(20):
+        Image.new("L", (8, 8), color=i * 10).save(tmp_path / f"{i}.png")
+    cells = [str(tmp_path / f"{i % 20}.png") for i in range(40)]  # every file twice
+    transforms = {"image": ImageTransform(8, 1, 0.5, 0.5, 1_000_000)}
+    cache = FeatureCache(tmp_path / "cache")
+    assert prefill({"image": cells}, transforms, cache, 2, send_files=True) == 20
+    assert len(cache.held) == 20 and len(list((tmp_path / "cache").rglob("*.safetensors"))) == 20
+    for i in (6, 26):  # a path is known by its text: another string object of the same path is served too
+        for entry in (tmp_path / "cache").rglob("*.safetensors"):
+            entry.unlink()  # not read back from disk either
+        got = cache.get_or_compute("".join(cells[i]), transforms["image"])
+        torch.testing.assert_close(got, transforms["image"](cells[i]))
+    assert cache.hits == 2 and cache.misses == 0
+    cache.release()
+    assert prefill({"image": cells}, transforms, cache, 2) == 20 and not cache.held  # the default: disk only
+
+
 def test_the_screening_pass_runs_one_thread_and_gives_the_features_of_the_reference_computation():
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(n).astype(np.float32) for n in (1200, 3000, 5200, 8000, 12000)]

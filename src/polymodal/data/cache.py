@@ -43,6 +43,11 @@ def cacheable(cell: Any, transform: Transform | None = None) -> bool:
     return numeric_array(cell) and cell.size >= MIN_ARRAY and (transform is None or transform.cache_arrays)
 
 
+def held_key(cell: Any) -> int | str:
+    """How :meth:`FeatureCache.hold` knows a cell: a path by its text, anything else by its identity."""
+    return cell if isinstance(cell, str) else id(cell)
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "polymodal" / "features")
 
@@ -61,9 +66,10 @@ class FeatureCache:
         self._settings: dict[int, str] = {}
         self._folders: set[Path] = set()  # entry folders known to exist (one mkdir each)
         self._count = itertools.count()
-        # Array cells' features the first pass's pool sent back, by the cell's and transform's identity (the very
-        # objects the screening pass reads): no hashing in this process, whose serial time bounds the pass.
-        self.held: dict[tuple[int, int], tuple[np.ndarray, Transform, torch.Tensor]] = {}
+        # Features the first pass's pool sent back, by the cell (an array's identity: the very object the screening
+        # pass reads; a path's text) and the transform's identity: no hashing or reading back in this process, whose
+        # serial time bounds the pass.
+        self.held: dict[tuple[int | str, int], tuple[Any, Transform, torch.Tensor]] = {}
 
     def key(self, cell: str | np.ndarray, transform: Transform) -> str | None:
         """The entry name for a file cell (its bytes) or an array cell (its dtype, shape and bytes), or None when
@@ -81,12 +87,13 @@ class FeatureCache:
         digest.update(settings.encode())
         return digest.hexdigest()
 
-    def hold(self, cell: np.ndarray, transform: Transform, x: torch.Tensor) -> None:
-        """Keep ``x``, computed from array ``cell`` by another process, in memory until :meth:`release`: the first
-        pass's screening then takes it instead of computing it again (a disk entry would cost more to write and
-        read back than a small array's features cost to compute). Valid while neither ``cell`` nor ``transform``
-        changes: within one first pass, which releases it."""
-        self.held[id(cell), id(transform)] = (cell, transform, x)  # the objects kept, so their ids stay theirs
+    def hold(self, cell: np.ndarray | str, transform: Transform, x: torch.Tensor) -> None:
+        """Keep ``x``, computed from ``cell`` (an array, or a file's path) by another process, in memory until
+        :meth:`release`: the first pass's screening then takes it instead of computing it again (a disk entry would
+        cost more to write and read back than a small array's features cost to compute) or hashing and reading back
+        the file's entry. Valid while neither ``cell`` nor ``transform`` (nor the file) changes: within one first
+        pass, which releases it."""
+        self.held[held_key(cell), id(transform)] = (cell, transform, x)  # the objects kept, so their ids stay theirs
 
     def release(self) -> None:
         """Forget the held features (after the first pass, whose datasets keep what they need)."""
@@ -94,8 +101,8 @@ class FeatureCache:
 
     def get_or_compute(self, cell: Any, transform: Transform) -> torch.Tensor:
         """``transform(cell)``, served from the cache when ``cell`` is a file path or array seen before."""
-        held = self.held.get((id(cell), id(transform))) if self.held else None
-        if held is not None and held[0] is cell and held[1] is transform:
+        held = self.held.get((held_key(cell), id(transform))) if self.held else None
+        if held is not None and (held[0] is cell or isinstance(cell, str)) and held[1] is transform:
             self.hits += 1
             return held[2]
         key = self.key(cell, transform) if cacheable(cell, transform) else None

@@ -212,7 +212,9 @@ def build_data(
     if screened:  # every row is read now: read the files in parallel
         every = {s.name: [c for split in columns.values() for c in split[s.name]] for s in recipe.inputs}
         workers = recipe.data.prepare_workers if recipe.data.prepare_workers is not None else default_workers()
-        prefill_sharded(every, transforms, disk_cache, workers, progress or log_progress)  # this rank's share
+        # Rows kept in memory anyway (data.cache without the store): file cells' features come back from the pool.
+        keep = recipe.data.cache and not stored
+        prefill_sharded(every, transforms, disk_cache, workers, progress or log_progress, keep)  # this rank's share
     splits, skipped = {}, []
     for name, r in rows.items():
         cached = recipe.data.cache and not stored  # the store replaces the in-memory cache

@@ -127,14 +127,15 @@ def pool_map(
 
 
 def _compute(item: tuple[str, str | int]) -> Any:
-    """A file cell's features into the cache (True), an array cell's features (sent back), or None: unreadable."""
+    """A cell's features: a file cell's into the cache, and sent back (with ``send_files``) or True; an array cell's
+    sent back; None when unreadable."""
     name, ref = item
     cell = ref if isinstance(ref, str) else _state["columns"][name][ref]
     try:
         x = _state["cache"].get_or_compute(cell, _state["transforms"][name])
     except PolymodalError:
         return None  # the main process meets it again and reports it with its row
-    if not _state["send_arrays"] or isinstance(ref, str):
+    if not _state["send_arrays"] or (isinstance(ref, str) and not _state["send_files"]):
         return True
     try:
         return x.numpy()  # a numpy array pickles ~15x faster than a tensor; torch.from_numpy restores it as it was
@@ -156,12 +157,15 @@ def prefill(
     workers: int,
     progress: Callable[[int, int, float], None] | None = None,
     shard: tuple[int, int] = (0, 1),
+    send_files: bool = False,
 ) -> int:
     """Compute the features of every file cell and array cell of ``columns`` with ``workers`` processes: a file
     cell's into ``cache`` on disk, an array cell's (a waveform or image a dataset built in memory) sent back and
     held by ``cache`` in this process (:meth:`FeatureCache.hold`) until the screening pass has taken it; an array
     of at least ``MIN_ARRAY`` elements whose transform asks for it (``cache_arrays``) is also written to disk. A
     process of a group (``shard``) shares through the disk only, so it computes file cells and those arrays alone.
+    With ``send_files`` (the datasets will keep every row in memory anyway) a file cell's features are sent back
+    and held too: the screening pass then neither hashes the file nor reads its entry back.
 
     Returns the number of cells the pool computed or found (0 when it did not run: no cache, one worker, or
     too few cells to be worth the processes). ``progress(done, total, seconds)`` is called as cells finish.
@@ -177,11 +181,13 @@ def prefill(
         where = item[1] if isinstance(item[1], str) else f"row {item[1]} of the built table"
         return f"decoding input '{item[0]}' (near {where})"
 
-    state = {"transforms": transforms, "cache": cache, "columns": columns, "send_arrays": shard[1] == 1}
+    send = shard[1] == 1
+    state = {"transforms": transforms, "cache": cache, "columns": columns, "send_arrays": send}
+    state["send_files"] = send and send_files
     results = pool_map(_compute, items, workers, what, progress, state)
     for (name, ref), x in zip(items, map(_tensor, results), strict=True):
         if x is not None:
-            cache.hold(columns[name][ref], transforms[name], x)  # type: ignore[index]
+            cache.hold(ref if isinstance(ref, str) else columns[name][ref], transforms[name], x)
     ok = sum(x is not None for x in results)
     seconds = time.perf_counter() - start
     log.info(

@@ -64,15 +64,17 @@ def prefill_sharded(
     cache: FeatureCache | None,
     workers: int,
     progress: Callable[[int, int, float], None] | None = None,
+    send_files: bool = False,
 ) -> int:
     """:func:`polymodal.data.prepare.prefill` for one process of a group: this rank's share of the file cells,
     with ``workers`` split between the processes of this machine (``LOCAL_WORLD_SIZE``), then a barrier.
 
-    Outside a process group, or without a cache to share through, it is ``prefill`` itself. Returns the number
+    Outside a process group, or without a cache to share through, it is ``prefill`` itself (``send_files``: see
+    there; a group shares through the disk only). Returns the number
     of cells this process computed or found.
     """
     if cache is None or not in_group():
-        return prefill(columns, transforms, cache, workers, progress)
+        return prefill(columns, transforms, cache, workers, progress, send_files=send_files)
     start = time.perf_counter()
     ranks = sharing_ranks(cache.root)
     index, count = ranks.index(dist.get_rank()), len(ranks)
