@@ -139,6 +139,14 @@ def test_version_and_no_arguments(capsys):
     assert res.returncode == 0 and "Traceback" not in res.stderr and "Commands" in res.stdout
 
 
+def test_the_command_line_does_not_import_scipy_until_a_command_needs_it():
+    """scipy.signal (resampling) and scipy.special (the privacy accountant) cost every command about 1.2 s when they
+    were imported with their modules; they are imported where they are used."""
+    code = "import sys, polymodal.cli.main; print([m for m in ('scipy.signal', 'scipy.special') if m in sys.modules])"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
 def test_progress_in_a_log_is_one_line_per_epoch_with_a_start_summary(manifest, tmp_path, capsys):
     """Redirected output (not a terminal): the data and training summary first, then one line per epoch with
     the monitored number, as they happen (no progress bars to wait for)."""

@@ -16,14 +16,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
 
 ORDERS: tuple[int, ...] = tuple(range(2, 257))
 
 
 def _log_a(q: float, sigma: float, orders: np.ndarray) -> np.ndarray:
     """log Σ_k C(α,k) (1-q)^(α-k) q^k exp((k²-k)/(2σ²)) for every order α at once, in log space (the terms
-    overflow float64 quickly); a row holds k = 0..max α, and k > α is masked out."""
+    overflow float64 quickly); a row holds k = 0..max α, and k > α is masked out. (scipy is imported here: at
+    module level it slowed every ``polymodal`` command, which import this module through the server.)"""
+    from scipy.special import gammaln, logsumexp
+
     a = orders[:, None]  # (A, 1)
     k = np.arange(orders.max() + 1, dtype=np.float64)[None, :]  # (1, K)
     valid = k <= a

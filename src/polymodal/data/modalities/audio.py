@@ -23,7 +23,6 @@ import numpy as np
 import soundfile as sf
 import torch
 from pydantic import Field
-from scipy.signal import resample_poly
 
 from polymodal.data.arrays import MAX_SECONDS, load_npy
 from polymodal.data.modalities import speech_embedding as speech
@@ -140,6 +139,14 @@ def wav_data_shortfall(path: Path) -> tuple[int, int] | None:
             f.seek(declared + (declared & 1), 1)  # chunks are word-aligned
 
 
+def resample(wav: np.ndarray, up: int, down: int) -> np.ndarray:
+    """``wav`` resampled by ``up / down`` (polyphase, float32). scipy.signal is imported here, on first use: at
+    module level it cost every ``polymodal`` command and import about a second."""
+    from scipy.signal import resample_poly
+
+    return resample_poly(wav, up, down).astype(np.float32)
+
+
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Decode to mono float32 at ``sample_rate`` (a video file's audio track via PyAV); every failure is a
     one-line DataError."""
@@ -170,7 +177,7 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     wav = wav.mean(axis=1)
     if sr != sample_rate:
         g = math.gcd(sr, sample_rate)
-        wav = resample_poly(wav, sample_rate // g, sr // g).astype(np.float32)
+        wav = resample(wav, sample_rate // g, sr // g)
     return wav
 
 
@@ -314,7 +321,7 @@ class AudioTransform(Transform):
             # A polyphase resampler filters what a speed-up would fold above Nyquist; 1 % steps keep its filter short.
             step = int(round(100 * (1.0 + self.speed * u())))
             if step != 100:
-                wav = resample_poly(wav, 100, step).astype(np.float32)
+                wav = resample(wav, 100, step)
         if self.gain_db:
             wav = wav * np.float32(10.0 ** (self.gain_db * u() / 20.0))
         if self.shift:
