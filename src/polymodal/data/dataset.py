@@ -209,15 +209,14 @@ def build_data(
             "data.store lives next to the feature cache: set data.disk_cache: true (or data.store: false)"
         )
     screened = recipe.data.cache or recipe.data.on_error == "skip" or stored
+    cached = recipe.data.cache and not stored  # the store replaces the in-memory cache
     if screened:  # every row is read now: read the files in parallel
         every = {s.name: [c for split in columns.values() for c in split[s.name]] for s in recipe.inputs}
         workers = recipe.data.prepare_workers if recipe.data.prepare_workers is not None else default_workers()
-        # Rows kept in memory anyway (data.cache without the store): file cells' features come back from the pool.
-        keep = recipe.data.cache and not stored
-        prefill_sharded(every, transforms, disk_cache, workers, progress or log_progress, keep)  # this rank's share
+        # Rows kept in memory anyway: file cells' features come back from the pool (this rank's share).
+        prefill_sharded(every, transforms, disk_cache, workers, progress or log_progress, send_files=cached)
     splits, skipped = {}, []
     for name, r in rows.items():
-        cached = recipe.data.cache and not stored  # the store replaces the in-memory cache
         ds = ExampleDataset(columns[name], targets[r], transforms, cached, name == "train", disk_cache)
         ds.table_rows = r
         if name == "train":
