@@ -102,7 +102,8 @@ class FeatureCache:
     def get_or_compute(self, cell: Any, transform: Transform) -> torch.Tensor:
         """``transform(cell)``, served from the cache when ``cell`` is a file path or array seen before."""
         held = self.held.get((held_key(cell), id(transform))) if self.held else None
-        if held is not None and (held[0] is cell or isinstance(cell, str)) and held[1] is transform:
+        # A path is held by its text (any string of it matches); an array only by being the very object.
+        if held is not None and (isinstance(cell, str) or held[0] is cell) and held[1] is transform:
             self.hits += 1
             return held[2]
         key = self.key(cell, transform) if cacheable(cell, transform) else None

@@ -181,9 +181,14 @@ def prefill(
         where = item[1] if isinstance(item[1], str) else f"row {item[1]} of the built table"
         return f"decoding input '{item[0]}' (near {where})"
 
-    send = shard[1] == 1
-    state = {"transforms": transforms, "cache": cache, "columns": columns, "send_arrays": send}
-    state["send_files"] = send and send_files
+    send = shard[1] == 1  # a process of a group shares through the disk only
+    state = {
+        "transforms": transforms,
+        "cache": cache,
+        "columns": columns,
+        "send_arrays": send,
+        "send_files": send and send_files,
+    }
     results = pool_map(_compute, items, workers, what, progress, state)
     for (name, ref), x in zip(items, map(_tensor, results), strict=True):
         if x is not None:

@@ -70,8 +70,7 @@ def prefill_sharded(
     with ``workers`` split between the processes of this machine (``LOCAL_WORLD_SIZE``), then a barrier.
 
     Outside a process group, or without a cache to share through, it is ``prefill`` itself (``send_files``: see
-    there; a group shares through the disk only). Returns the number
-    of cells this process computed or found.
+    there; a group shares through the disk only). Returns the number of cells this process computed or found.
     """
     if cache is None or not in_group():
         return prefill(columns, transforms, cache, workers, progress, send_files=send_files)
