@@ -168,7 +168,7 @@ def test_absurd_sample_rate_is_refused_before_resampling(audio, tmp_path):
 
 
 def test_only_the_first_max_seconds_are_decoded(monkeypatch, tmp_path):
-    from polymodal.data.modalities import audio as audio_module
+    from polymodal.data.modalities import audio_io as audio_module
 
     monkeypatch.setattr(audio_module, "MAX_SECONDS", 1)
     p = tmp_path / "long.wav"

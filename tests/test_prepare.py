@@ -53,7 +53,7 @@ def test_prefill_computes_each_distinct_file_once_into_the_cache(tmp_path):
     assert prefill({"image": cells}, transforms, cache, 2, lambda done, total, s: seen.append((done, total))) == 20
     assert seen[-1] == (20, 20) and len(list((tmp_path / "cache").rglob("*.safetensors"))) == 20
     assert prefill({"image": cells}, transforms, None, 2) == 0  # no cache: nothing to warm
-    assert prefill({"image": cells[:4]}, transforms, cache, 2) == 0  # too few files to start processes for
+    assert prefill({"image": cells[:4]}, transforms, cache, 2) == 4  # too few to start processes for: in this one
 
 
 def test_with_send_files_the_pool_sends_file_cells_features_back_and_still_writes_their_entries(tmp_path):
@@ -83,8 +83,8 @@ def test_the_screening_pass_runs_one_thread_and_gives_the_features_of_the_refere
     torch.set_num_threads(2)  # the reference: torch's threads as a run without one_thread has them
     try:
         reference = [transform(w) for w in waves]
-        threads, features = [], transform.features_from_wave
-        transform.features_from_wave = lambda w: (threads.append(torch.get_num_threads()), features(w))[1]
+        threads, features = [], transform.features_of
+        transform.features_of = lambda w, v: (threads.append(torch.get_num_threads()), features(w, v))[1]
         screen(ds, "train", "raise")
         assert threads == [1] * len(waves)
         assert torch.get_num_threads() == 2  # restored after the pass

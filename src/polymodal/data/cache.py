@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import save as save_numpy
+from safetensors.torch import load_file, save
 
 from polymodal.data.modalities.base import Transform
+from polymodal.errors import PolymodalError
 
 log = logging.getLogger(__name__)
 ENV_VAR = "POLYMODAL_CACHE"
@@ -63,8 +65,10 @@ class FeatureCache:
         self.root = Path(root)
         self.hits = 0
         self.misses = 0
-        self._settings: dict[int, str] = {}
-        self._folders: set[Path] = set()  # entry folders known to exist (one mkdir each)
+        # Each transform's settings() text, computed once; the transform is kept so that its id stays its own.
+        self._settings: dict[int, tuple[Transform, str]] = {}
+        self._root = str(self.root)
+        self._folders: set[str] = set()  # entry folders known to exist (one mkdir each)
         self._count = itertools.count()
         # Features the first pass's pool sent back, by the cell (an array's identity: the very object the screening
         # pass reads; a path's text) and the transform's identity: no hashing or reading back in this process, whose
@@ -83,7 +87,10 @@ class FeatureCache:
                     digest = hashlib.file_digest(f, "sha256")
             except OSError:
                 return None  # let the transform raise its own error message
-        settings = self._settings.setdefault(id(transform), transform.settings())
+        known = self._settings.get(id(transform))
+        if known is None or known[0] is not transform:
+            known = self._settings[id(transform)] = (transform, transform.settings())
+        settings = known[1]
         digest.update(settings.encode())
         return digest.hexdigest()
 
@@ -101,35 +108,67 @@ class FeatureCache:
 
     def get_or_compute(self, cell: Any, transform: Transform) -> torch.Tensor:
         """``transform(cell)``, served from the cache when ``cell`` is a file path or array seen before."""
-        held = self.held.get((held_key(cell), id(transform))) if self.held else None
-        # A path is held by its text (any string of it matches); an array only by being the very object.
-        if held is not None and (isinstance(cell, str) or held[0] is cell) and held[1] is transform:
-            self.hits += 1
-            return held[2]
-        key = self.key(cell, transform) if cacheable(cell, transform) else None
-        if key is None:
-            return transform(cell)
-        entry = self.root / key[:2] / f"{key}.safetensors"
-        if entry.is_file():
-            try:
-                x = load_file(str(entry))["x"]
+        x = self.get_or_compute_many([cell], transform)[0]
+        if isinstance(x, PolymodalError):
+            raise x
+        return x
+
+    def get_or_compute_many(self, cells: list[Any], transform: Transform) -> list[torch.Tensor | PolymodalError]:
+        """:meth:`get_or_compute` of each cell, an error in place of a cell that has one; the cells the cache does
+        not have are computed together (:meth:`Transform.many`)."""
+        out: list[Any] = [None] * len(cells)
+        todo: list[tuple[int, str | None]] = []  # (index, entry to write or None)
+        for i, cell in enumerate(cells):
+            held = self.held.get((held_key(cell), id(transform))) if self.held else None
+            # A path is held by its text (any string of it matches); an array only by being the very object.
+            if held is not None and (isinstance(cell, str) or held[0] is cell) and held[1] is transform:
                 self.hits += 1
-                return x
-            except (SafetensorError, OSError, KeyError):
-                log.warning("ignoring unreadable cache entry %s", entry)
-        x = transform(cell)
-        self.misses += 1
-        if entry.parent not in self._folders:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            self._folders.add(entry.parent)
-        # A name no other process or thread writes (pid, thread, count): safetensors creates it, then one rename.
-        # (tempfile.mkstemp cost 0.27 ms per entry here, a quarter of the write.)
-        tmp = str(entry.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{next(self._count)}")
+                out[i] = held[2]
+                continue
+            key = self.key(cell, transform) if cacheable(cell, transform) else None
+            entry = None if key is None else f"{self._root}/{key[:2]}/{key}.safetensors"  # str: pathlib costs 0.1 ms
+            out[i] = self.read(entry) if entry is not None else None
+            if out[i] is None:
+                todo.append((i, entry))
+        computed = transform.many([cells[i] for i, _ in todo]) if todo else []
+        for (i, entry), x in zip(todo, computed, strict=True):
+            out[i] = x
+            if entry is not None and isinstance(x, torch.Tensor):
+                self.misses += 1
+                self.write(entry, x)
+        return out
+
+    def read(self, entry: str) -> torch.Tensor | None:
+        """An entry's tensor, or None when there is none (or it cannot be read)."""
+        if not os.path.isfile(entry):
+            return None
         try:
-            save_file({"x": x.contiguous()}, tmp)
+            x = load_file(entry)["x"]
+        except (SafetensorError, OSError, KeyError):
+            log.warning("ignoring unreadable cache entry %s", entry)
+            return None
+        self.hits += 1
+        return x
+
+    def write(self, entry: str, x: torch.Tensor) -> None:
+        """Store ``x`` as ``entry``, atomically; a full or read-only disk only costs speed (a warning)."""
+        folder = os.path.dirname(entry)
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        # A name no other process or thread writes (pid, thread, count), then one rename. (tempfile.mkstemp cost
+        # 0.27 ms per entry here, a quarter of the write.) safetensors' numpy writer takes half the time of its
+        # torch one (0.05 against 0.1 ms for a (1, 32, 80) log-mel); the file is the same format.
+        tmp = f"{folder}/.tmp-{os.getpid()}-{threading.get_ident()}-{next(self._count)}"
+        try:
+            try:
+                data = save_numpy({"x": np.ascontiguousarray(x.numpy())})
+            except (TypeError, RuntimeError):  # a dtype numpy lacks (bfloat16), or a tensor needing grad
+                data = save({"x": x.contiguous()})
+            with open(tmp, "wb") as f:
+                f.write(data)
             os.replace(tmp, entry)
-        except (OSError, SafetensorError) as exc:  # a full or read-only disk only costs speed
+        except (OSError, SafetensorError) as exc:
             log.warning("feature cache write failed (%s); continuing without it", exc)
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return x

@@ -21,7 +21,7 @@ from polymodal.data.prepare import default_workers
 from polymodal.data.screening import empty_split_hint, log_progress, screen, warn_missing_classes
 from polymodal.data.shard_prepare import prefill_sharded
 from polymodal.data.store import open_store
-from polymodal.data.table import Table, assign_splits, label_subset, read_table
+from polymodal.data.table import Table, assign_splits, column_values, label_subset, read_table
 from polymodal.data.targets import encode_known, encode_targets, split_labels
 from polymodal.errors import ConfigError, DataError
 from polymodal.registry import DATASETS, HEADS, MODALITIES
@@ -96,8 +96,10 @@ def input_cells(frame: Any, spec: InputSpec, rows: np.ndarray, base_dir: Path | 
     if not MODALITIES.get(spec.modality).factory.files:
         base_dir = None
     if spec.columns:
-        return [{c: resolve_cell(frame[c].iat[i], base_dir) for c in spec.columns} for i in rows]
-    return [resolve_cell(frame[spec.column].iat[i], base_dir) for i in rows]
+        values = {c: column_values(frame[c]) for c in spec.columns}
+        return [{c: resolve_cell(v[i], base_dir) for c, v in values.items()} for i in rows]
+    values = column_values(frame[spec.column])
+    return [resolve_cell(values[i], base_dir) for i in rows]
 
 
 def resolve_cell(value: Any, base_dir: Path | None) -> Any:

@@ -2,7 +2,8 @@
 processes into the on-disk feature cache, so the screening pass that follows (``data.on_error``) reads them back.
 
 Decoding (PNG, WAV, MP4) and features (resampling, STFT, a pretrained front end) are CPU-bound Python/numpy work
-that one process does one file at a time; ``data.prepare_workers`` processes do as many at once. The workers are
+that one process does one file at a time; ``data.prepare_workers`` processes do as many at once, each taking
+chunks of cells that a modality may compute together (``Transform.many``: audio's STFTs in one batch). The workers are
 forked after the transforms are fitted, so they hold the same transforms, and write content-addressed,
 atomically renamed cache entries (two workers writing one entry both write the same bytes). A cell a worker cannot
 read is left to the main process, whose screening pass then raises or skips it with the row's number as usual —
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from polymodal.errors import DataError, PolymodalError
 
 log = logging.getLogger(__name__)
 MIN_FILES_PER_WORKER = 8  # below this, starting processes costs more than it saves
+CHUNK = 64  # cells a process computes together (Transform.many)
 
 _state: dict[str, Any] = {}  # in a worker: what the pool's function needs, inherited through fork
 
@@ -102,10 +104,13 @@ def pool_map(
     every = max(1, min(256, len(items) // 100))
     if workers <= 1:
         _state.update(state or {}, fn=fn)
-        for i, item in enumerate(items, 1):
-            out.append(fn(item))
-            if progress is not None and (i % every == 0 or i == len(items)):
-                progress(i, len(items), time.perf_counter() - start)
+        try:
+            for i, item in enumerate(items, 1):
+                out.append(fn(item))
+                if progress is not None and (i % every == 0 or i == len(items)):
+                    progress(i, len(items), time.perf_counter() - start)
+        finally:
+            _state.clear()  # what the items needed (a table's columns) is not kept alive here
         return out
     chunk = max(1, min(64, len(items) // (workers * 8)))
     context = multiprocessing.get_context("fork")  # the fitted transforms are inherited, not pickled
@@ -126,15 +131,23 @@ def pool_map(
     return out
 
 
-def _compute(item: tuple[str, str | int]) -> Any:
-    """A cell's features: a file cell's into the cache, and sent back (with ``send_files``) or True; an array cell's
-    sent back; None when unreadable."""
-    name, ref = item
-    cell = ref if isinstance(ref, str) else _state["columns"][name][ref]
-    try:
-        x = _state["cache"].get_or_compute(cell, _state["transforms"][name])
-    except PolymodalError:
-        return None  # the main process meets it again and reports it with its row
+def _compute(chunk: list[tuple[str, str | int]]) -> list[Any]:
+    """A chunk of cells' features, computed together per input (:meth:`FeatureCache.get_or_compute_many`): a file
+    cell's into the cache, and sent back (with ``send_files``) or True; an array cell's sent back; None when
+    unreadable."""
+    out: list[Any] = [None] * len(chunk)
+    for name in dict.fromkeys(name for name, _ in chunk):
+        at = [i for i, (n, _) in enumerate(chunk) if n == name]
+        refs = [chunk[i][1] for i in at]
+        cells = [ref if isinstance(ref, str) else _state["columns"][name][ref] for ref in refs]
+        computed = _state["cache"].get_or_compute_many(cells, _state["transforms"][name])
+        for i, ref, x in zip(at, refs, computed, strict=True):
+            out[i] = None if isinstance(x, PolymodalError) else _sendable(x, ref)
+    return out
+
+
+def _sendable(x: torch.Tensor, ref: str | int) -> Any:
+    """What goes back to the main process for a cell's features: True for a file cell unless ``send_files``."""
     if not _state["send_arrays"] or (isinstance(ref, str) and not _state["send_files"]):
         return True
     try:
@@ -159,7 +172,8 @@ def prefill(
     shard: tuple[int, int] = (0, 1),
     send_files: bool = False,
 ) -> int:
-    """Compute the features of every file cell and array cell of ``columns`` with ``workers`` processes: a file
+    """Compute the features of every file cell and array cell of ``columns`` with ``workers`` processes (or in
+    this one, with one worker or too few cells to be worth starting processes), in chunks: a file
     cell's into ``cache`` on disk, an array cell's (a waveform or image a dataset built in memory) sent back and
     held by ``cache`` in this process (:meth:`FeatureCache.hold`) until the screening pass has taken it; an array
     of at least ``MIN_ARRAY`` elements whose transform asks for it (``cache_arrays``) is also written to disk. A
@@ -167,19 +181,29 @@ def prefill(
     With ``send_files`` (the datasets will keep every row in memory anyway) a file cell's features are sent back
     and held too: the screening pass then neither hashes the file nor reads its entry back.
 
-    Returns the number of cells the pool computed or found (0 when it did not run: no cache, one worker, or
-    too few cells to be worth the processes). ``progress(done, total, seconds)`` is called as cells finish.
+    Returns the number of cells computed or found (0 without a cache: nothing to warm).
+    ``progress(done, total, seconds)`` is called as chunks finish.
     ``shard=(i, n)``: only every n-th file cell from the i-th (one process's share under torchrun).
     """
     items = file_cells(columns, transforms, every_array=shard[1] == 1)[shard[0] :: shard[1]]
-    if cache is None or workers <= 1 or len(items) < MIN_FILES_PER_WORKER * 2:
+    if cache is None or not items:
         return 0
-    workers = min(workers, len(items) // MIN_FILES_PER_WORKER)
+    if len(items) < MIN_FILES_PER_WORKER * 2:
+        workers = 1  # too few to be worth starting processes: computed in this one
+    workers = max(1, min(workers, len(items) // MIN_FILES_PER_WORKER))
     start = time.perf_counter()
+    # Chunks of cells computed together (Transform.many), a few per process so that none waits long for the last.
+    size = max(1, min(CHUNK, -(-len(items) // (workers * 4))))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
 
-    def what(item: tuple[str, str | int]) -> str:
-        where = item[1] if isinstance(item[1], str) else f"row {item[1]} of the built table"
-        return f"decoding input '{item[0]}' (near {where})"
+    def what(chunk: list[tuple[str, str | int]]) -> str:
+        name, ref = chunk[0]
+        where = ref if isinstance(ref, str) else f"row {ref} of the built table"
+        return f"decoding input '{name}' (near {where})"
+
+    def report(done: int, total: int, seconds: float) -> None:
+        if progress is not None:
+            progress(min(done * size, len(items)), len(items), seconds)
 
     send = shard[1] == 1  # a process of a group shares through the disk only
     state = {
@@ -189,7 +213,8 @@ def prefill(
         "send_arrays": send,
         "send_files": send and send_files,
     }
-    results = pool_map(_compute, items, workers, what, progress, state)
+    with one_thread() if workers == 1 else nullcontext():  # the pool's processes set theirs (_start)
+        results = [x for chunk in pool_map(_compute, chunks, workers, what, report, state) for x in chunk]
     for (name, ref), x in zip(items, map(_tensor, results), strict=True):
         if x is not None:
             cache.hold(ref if isinstance(ref, str) else columns[name][ref], transforms[name], x)

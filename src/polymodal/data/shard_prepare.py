@@ -27,8 +27,7 @@ from typing import Any
 import torch.distributed as dist
 
 from polymodal.data.cache import FeatureCache
-from polymodal.data.prepare import MIN_FILES_PER_WORKER, file_cells, prefill
-from polymodal.errors import PolymodalError
+from polymodal.data.prepare import file_cells, prefill
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +80,8 @@ def prefill_sharded(
     cells = file_cells(columns, transforms)
     share = cells[index::count]
     report = progress if dist.get_rank() == 0 else None
-    if local > 1 and len(share) >= MIN_FILES_PER_WORKER * 2:
-        done = prefill(columns, transforms, cache, local, report, shard=(index, count))
-    else:  # one core per process: decode here rather than start a pool
-        done = 0
-        for name, cell in share:
-            try:
-                cache.get_or_compute(cell, transforms[name])
-                done += 1
-            except PolymodalError:
-                pass  # the screening pass meets it again and reports it with its row
+    # One core per process (or too few files for a pool): prefill decodes its share in this process.
+    done = prefill(columns, transforms, cache, local, report, shard=(index, count))
     log.info(
         "rank %d prepared %d of %d files (share %d of %d, %d process(es)) in %.1f s",
         dist.get_rank(),

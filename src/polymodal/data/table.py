@@ -18,6 +18,16 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+def column_values(series: pd.Series) -> Any:
+    """A column's cells, indexable by position, each as ``series.iat[i]`` gives it, without its per-call cost
+    (~40 us: 0.2 s for a 3,000-row table's file column). Numpy-backed and string columns convert in one call;
+    other extension types (datetimes, nullable integers) keep their own array, whose items are ``iat``'s."""
+    dtype = series.dtype
+    if (isinstance(dtype, np.dtype) and dtype.kind in "biufO") or isinstance(dtype, pd.StringDtype):
+        return series.to_numpy()
+    return series.array
+
+
 @dataclass
 class Table:
     """Examples as a data frame; string cells of file modalities resolve against ``base_dir``.

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from polymodal.data.table import column_values
 from polymodal.errors import DataError
 
 
@@ -51,7 +52,8 @@ def encode_targets(
     """``(targets, info)`` for every row of ``frame``; statistics come from ``train_rows`` only."""
     if kind == "class":
         classes = class_names(frame[label])
-        seen = sorted({str(frame[label].iloc[i]) for i in train_rows})
+        values = column_values(frame[label])
+        seen = sorted({str(values[i]) for i in train_rows})
         if len(seen) < 2:
             raise DataError(
                 f"label column '{label}' has {len(seen)} class(es) in the training split "

