@@ -3,8 +3,8 @@ processes into the on-disk feature cache, so the screening pass that follows (``
 
 Decoding (PNG, WAV, MP4) and features (resampling, STFT, a pretrained front end) are CPU-bound Python/numpy work
 that one process does one file at a time; ``data.prepare_workers`` processes do as many at once, each taking
-chunks of cells that a modality may compute together (``Transform.many``: audio's STFTs in one batch). The workers are
-forked after the transforms are fitted, so they hold the same transforms, and write content-addressed,
+chunks of cells that a modality may compute together (``Transform.many``: audio's STFTs in one batch). The
+workers are forked after the transforms are fitted, so they hold the same transforms, and write content-addressed,
 atomically renamed cache entries (two workers writing one entry both write the same bytes). A cell a worker cannot
 read is left to the main process, whose screening pass then raises or skips it with the row's number as usual —
 the pool only warms the cache and never decides what a bad row becomes.
@@ -124,8 +124,8 @@ def pool_map(
         # map() yields in order: the items up to len(out) finished, and the crash was in one of the next chunks.
         done = len(out)
         raise DataError(
-            f"a process of the first pass died while {what(items[done])} (after {done} of {len(items)}; among the "
-            f"next {chunk * workers}): a file that crashes its decoder, or memory ran out; set "
+            f"a process of the first pass died while {what(items[done])} (after {done} of {len(items)} tasks; among "
+            f"the next {chunk * workers}): a file that crashes its decoder, or memory ran out; set "
             "data.prepare_workers: 0 and data.num_workers: 0 to find the row, and remove or re-encode it"
         ) from None
     return out
@@ -172,12 +172,12 @@ def prefill(
     shard: tuple[int, int] = (0, 1),
     send_files: bool = False,
 ) -> int:
-    """Compute the features of every file cell and array cell of ``columns`` with ``workers`` processes (or in
-    this one, with one worker or too few cells to be worth starting processes), in chunks: a file
-    cell's into ``cache`` on disk, an array cell's (a waveform or image a dataset built in memory) sent back and
-    held by ``cache`` in this process (:meth:`FeatureCache.hold`) until the screening pass has taken it; an array
-    of at least ``MIN_ARRAY`` elements whose transform asks for it (``cache_arrays``) is also written to disk. A
-    process of a group (``shard``) shares through the disk only, so it computes file cells and those arrays alone.
+    """Compute the features of every file cell and array cell of ``columns`` in chunks, with ``workers`` processes
+    (or in this one, with one worker or too few cells to be worth starting processes): a file cell's into
+    ``cache`` on disk, an array cell's (a waveform or image a dataset built in memory) sent back and held by
+    ``cache`` in this process (:meth:`FeatureCache.hold`) until the screening pass has taken it; an array of at
+    least ``MIN_ARRAY`` elements whose transform asks for it (``cache_arrays``) is also written to disk. A process
+    of a group (``shard``) shares through the disk only, so it computes file cells and those arrays alone.
     With ``send_files`` (the datasets will keep every row in memory anyway) a file cell's features are sent back
     and held too: the screening pass then neither hashes the file nor reads its entry back.
 
@@ -199,7 +199,7 @@ def prefill(
     def what(chunk: list[tuple[str, str | int]]) -> str:
         name, ref = chunk[0]
         where = ref if isinstance(ref, str) else f"row {ref} of the built table"
-        return f"decoding input '{name}' (near {where})"
+        return f"decoding input '{name}' (a task of {len(chunk)} cells from {where})"
 
     def report(done: int, total: int, seconds: float) -> None:
         if progress is not None:
