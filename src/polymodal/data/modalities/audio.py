@@ -157,6 +157,8 @@ class AudioTransform(Transform):
                     out.append(exc)
             return out
         x, finite = self._spectrogram(waves)
+        if len(waves) == 1:
+            return [x[0] if finite[0] else nonfinite(values[0])]
         # Each its own copy: a view would keep the whole batch alive (and torch.save would write all of it).
         return [x[i].clone() if finite[i] else nonfinite(v) for i, v in enumerate(values)]
 

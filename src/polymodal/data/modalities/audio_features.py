@@ -66,45 +66,65 @@ class Spectrogram:
     max_frames: int
     normalize: bool
 
-    def layout(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """One buffer holding each waveform, reflected at both ends and padded to a multiple of ``hop``; the
-        frame each recording starts at in ``buffer.unfold(0, n_fft, hop)``; the number of frames each keeps."""
-        half, hop = self.n_fft // 2, self.hop
-        # Samples after this many never reach a kept frame: a long recording is cut before it is copied.
-        needed = max((self.max_frames - 1) * hop + self.n_fft - half, self.n_fft)
-        parts, first, counts, at = [], [], [], 0
-        for w in waves:
-            if len(w) < self.n_fft:  # too short for one frame: zeros after it, as one frame of it would have
-                w = np.concatenate([w, np.zeros(self.n_fft - len(w), np.float32)])
-            w = w[:needed]
-            length = len(w) + 2 * half
-            parts += [w[half:0:-1], w, w[-2 : -half - 2 : -1], np.zeros(-length % hop, np.float32)]
-            first.append(at // hop)
-            counts.append(min(self.max_frames, 1 + (length - self.n_fft) // hop))
-            at += length + (-length % hop)
-        return torch.from_numpy(np.concatenate(parts, dtype=np.float32)), np.array(first), np.array(counts)
+    def padded(self, w: np.ndarray) -> tuple[np.ndarray, int]:
+        """A waveform as its frames are cut from it (reflected at both ends), and the number of frames it keeps.
+        Samples past the last kept frame are cut first: a long recording is not copied whole."""
+        half = self.n_fft // 2
+        if len(w) < self.n_fft:  # too short for one frame: zeros after it, as one frame of it would have
+            w = np.concatenate([w, np.zeros(self.n_fft - len(w), np.float32)])
+        w = w[: max((self.max_frames - 1) * self.hop + self.n_fft - half, self.n_fft)]
+        count = min(self.max_frames, 1 + (len(w) + 2 * half - self.n_fft) // self.hop)
+        return np.concatenate([w[half:0:-1], w, w[-2 : -half - 2 : -1]], dtype=np.float32), count
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, n_fft) frames -> (N, F) log-mel (or MFCC) rows."""
+        spec = torch.fft.rfft(frames * self.window, dim=1)
+        feats = torch.log(blocked_matmul(spec.real.square() + spec.imag.square(), self.mel) + FLOOR)
+        return feats if self.dct is None else blocked_matmul(feats, self.dct)
+
+    def finish(self, out: torch.Tensor, n: torch.Tensor, zero: torch.Tensor | int) -> torch.Tensor:
+        """(B, max_frames, F) features, zero after each recording's ``n`` (B, 1, 1) frames -> (B, 1, F, max_frames)
+        with CMVN over the kept frames when ``normalize``; ``zero``: a mask of the frames after them, or (one
+        recording) the first of them."""
+        if self.normalize:
+            centered = out - out.sum(dim=1, keepdim=True) / n
+            if isinstance(zero, int):
+                centered[:, zero:] = 0.0
+            else:
+                centered.masked_fill_(zero, 0.0)
+            out = centered / ((centered.square().sum(dim=1, keepdim=True) / n).sqrt() + EPS)
+        return out.transpose(1, 2).contiguous().unsqueeze(1)
 
     def __call__(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(features (B, 1, F, max_frames), finite (B,))`` for B waveforms (float32, each at least one sample):
         each recording's first ``max_frames`` frames of log-mel (or MFCC), per-feature CMVN over those frames,
-        zeros after them; ``finite[i]`` is False when recording i gave NaN or inf (a sample that was)."""
-        buffer, first, counts = self.layout(waves)
-        item = np.repeat(np.arange(len(waves)), counts)  # each kept frame's recording and position in it
-        t = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        frames = buffer.unfold(0, self.n_fft, self.hop)[torch.from_numpy(first[item] + t)] * self.window
-        spec = torch.fft.rfft(frames, dim=1)
-        feats = torch.log(blocked_matmul(spec.real.square() + spec.imag.square(), self.mel) + FLOOR)  # (N, n_mels)
-        if self.dct is not None:
-            feats = blocked_matmul(feats, self.dct)
+        zeros after them; ``finite[i]`` is False when recording i gave NaN or inf (a sample that was).
+
+        One recording is framed by a view of it and padded by one call; several are laid out in one buffer and
+        gathered and scattered by index. Both give the same bits (tests/test_audio_io.py)."""
+        m = self.max_frames
+        if len(waves) == 1:
+            wave, count = self.padded(waves[0])
+            feats = self.features(torch.from_numpy(wave).unfold(0, self.n_fft, self.hop)[:count])
+            out = torch.nn.functional.pad(feats, (0, 0, 0, m - count)).unsqueeze(0)
+            n = torch.full((1, 1, 1), float(count))
+            return self.finish(out, n, count), torch.isfinite(feats).all().reshape(1)
+        parts, first, counts, at = [], [], [], 0
+        for w in waves:  # each starts at a multiple of hop: its frames are rows of one unfold of the buffer
+            wave, count = self.padded(w)
+            parts += [wave, np.zeros(-len(wave) % self.hop, np.float32)]
+            first.append(at // self.hop)
+            counts.append(count)
+            at += len(wave) + len(parts[-1])
+        buffer = torch.from_numpy(np.concatenate(parts))
+        counts_ = np.array(counts)
+        item = np.repeat(np.arange(len(waves)), counts_)  # each kept frame's recording and position in it
+        t = np.arange(counts_.sum()) - np.repeat(np.cumsum(counts_) - counts_, counts_)
+        feats = self.features(buffer.unfold(0, self.n_fft, self.hop)[torch.from_numpy(np.array(first)[item] + t)])
         finite = torch.ones(len(waves), dtype=torch.bool)
         finite[torch.from_numpy(item)[~torch.isfinite(feats).all(dim=1)]] = False
-        b, f, m = len(waves), feats.shape[1], self.max_frames
-        at = torch.from_numpy(item * m + t)
-        out = torch.zeros(b * m, f).index_copy_(0, at, feats).view(b, m, f)
-        if self.normalize:
-            kept = torch.zeros(b * m, 1).index_fill_(0, at, 1.0).view(b, m, 1)
-            n = torch.from_numpy(counts.astype(np.float32)).view(b, 1, 1)
-            mean = out.sum(dim=1, keepdim=True) / n
-            std = (((out - mean) * kept).square().sum(dim=1, keepdim=True) / n).sqrt()
-            out = (out - mean) / (std + EPS) * kept
-        return out.transpose(1, 2).unsqueeze(1), finite
+        b, where = len(waves), torch.from_numpy(item * m + t)
+        out = torch.zeros(b * m, feats.shape[1]).index_copy_(0, where, feats).view(b, m, -1)
+        after = torch.ones(b * m, 1, dtype=torch.bool).index_fill_(0, where, False).view(b, m, 1)
+        n = torch.from_numpy(counts_.astype(np.float32)).view(b, 1, 1)
+        return self.finish(out, n, after), finite
