@@ -8,9 +8,10 @@ import pytest
 import torch
 from test_gpt_rolling import peaked
 
+from polymodal.gpt.compile_policy import AUTO_COMPILE_TOKENS, wants_compile
 from polymodal.gpt.compiled import CompiledDecoder, compiled_decoder_for
 from polymodal.gpt.decode import Decoder
-from polymodal.gpt.generate import AUTO_COMPILE_TOKENS, beam_search, generate, wants_compile
+from polymodal.gpt.generate import beam_search, generate
 from polymodal.gpt.multi import multi_step_for
 
 

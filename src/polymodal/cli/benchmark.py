@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal import api
 from polymodal.cli.render import out, setup_logging
 from polymodal.config import Recipe
 from polymodal.errors import PolymodalError
@@ -36,6 +35,7 @@ def command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
+    from polymodal import api
     from polymodal import benchmark as bench
 
     setup_logging(verbose)

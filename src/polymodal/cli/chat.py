@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal import api
 from polymodal.cli.render import err, out
 from polymodal.errors import PolymodalError
 
@@ -81,6 +80,8 @@ def command(
     ] = None,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="Answer tokens at most (default: the run's).")] = None,
 ) -> None:
+    from polymodal import api
+
     chat = api.load(run_dir, "chat").chat()
     pairs = [("image", str(image))] if image else []
     pairs += [("audio", str(audio))] if audio else []

@@ -8,10 +8,7 @@ from typing import Annotated
 
 import typer
 
-from polymodal import api
 from polymodal.cli.render import confusion, err, lines, out
-from polymodal.kinds.base import for_run
-from polymodal.runs import RunDir
 
 HELP = """Evaluate a finished run on a split of its data and write its HTML report (RUN/report.html).
 
@@ -46,6 +43,10 @@ def command(
         typer.Option(help="Where the model runs: auto, cpu, cuda, cuda:N or mps (default: the run's trainer.device)."),
     ] = None,
 ) -> None:
+    from polymodal import api
+    from polymodal.kinds.base import for_run
+    from polymodal.runs import RunDir
+
     m = api.evaluate(run_dir, split, table, device)
     if m.get("skipped_rows"):
         err.print(f"[yellow]skipped {m['skipped_rows']} unreadable rows[/] (data.on_error: skip)")

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polymodal import api
 from polymodal.cli.render import out
 
 HELP = """Export a finished run's model to ONNX (+ a sidecar JSON); optionally prune and/or int8-quantise it.
@@ -36,6 +35,8 @@ def command(
     threads: Annotated[int, typer.Option(min=1, help="Threads while measuring latency.")] = 1,
     repeats: Annotated[int, typer.Option(min=1, help="Timed batch-1 calls per variant.")] = 100,
 ) -> None:
+    from polymodal import api
+
     rep = api.export(run_dir, format_, out_file, quantize, prune, evaluate=evaluate_, threads=threads, repeats=repeats)
     where = f"the {rep.split} split" if rep.split else "placeholder inputs (--no-eval)"
     t = Table(title=f"Export of {run_dir} — accuracy on {where}; latency batch 1, {threads} thread(s)")

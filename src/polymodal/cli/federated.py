@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from polymodal import api
 from polymodal.cli.render import ProgressView, lines, setup_logging
-from polymodal.kinds.base import kind_named, read_recipe
 
 HELP = """Simulate federated averaging (FedAvg) of a recipe over non-IID clients; test the global model.
 
@@ -36,6 +34,9 @@ def command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.lr=0.01.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
+    from polymodal import api
+    from polymodal.kinds.base import kind_named, read_recipe
+
     setup_logging(verbose)
     given = {"clients": clients, "alpha": alpha, "rounds": rounds, "local_epochs": local_epochs, "fraction": fraction}
     overrides = [*(set_ or ()), *(f"federated.{k}={v}" for k, v in given.items() if v is not None)]

@@ -9,8 +9,6 @@ import typer
 
 from polymodal.cli.render import ProgressView, lines, setup_logging
 from polymodal.errors import PolymodalError
-from polymodal.kinds.base import kind_named
-from polymodal.predictor import Predictor
 
 HELP = """Fit a model to a table (CSV/TSV/Parquet/JSONL): each column's type is inferred (image, audio, video
 files, series, text, categories, numbers), a preset picks the encoders, and the recipe it used is written to
@@ -48,6 +46,9 @@ def command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
+    from polymodal.kinds.base import kind_named
+    from polymodal.predictor import Predictor
+
     setup_logging(verbose)
     predictor = Predictor(label, problem_type, presets, run_dir, column_types(column_type))
     with ProgressView(kind_named("supervised")) as view:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from polymodal import api
 from polymodal.cli.render import out
-from polymodal.gpt.generate import AUTO_COMPILE_TOKENS, beam_search, stream
+from polymodal.gpt.compile_policy import AUTO_COMPILE_TOKENS
 
 HELP = """Generate text with a trained language-model run (KV cache on by default).
 
@@ -57,6 +55,11 @@ def command(
         ),
     ] = "auto",
 ) -> None:
+    import torch
+
+    from polymodal import api
+    from polymodal.gpt.generate import beam_search, stream
+
     lm = api.load(run_dir, "generate")
     model, tokenizer = lm.model, lm.tokenizer
     ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long)

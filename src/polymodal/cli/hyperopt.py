@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from polymodal import api
 from polymodal.cli.render import out, setup_logging
 
 HELP = """Search hyperparameters with Optuna (TPE sampler, median pruning on the per-epoch validation metric).
@@ -32,6 +31,7 @@ def command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
+    from polymodal import api
     from polymodal import hyperopt as hp
 
     setup_logging(verbose)

@@ -12,9 +12,6 @@ import yaml
 from polymodal.cli.fit import column_types
 from polymodal.cli.render import out
 from polymodal.errors import PolymodalError
-from polymodal.kinds.supervised.auto import recipe_for_table
-from polymodal.predictor import read_data
-from polymodal.storage import atomic_write_text
 
 HELP = """Write the recipe `polymodal fit` would train for a table, to read and edit before `polymodal train`.
 
@@ -34,6 +31,10 @@ def command(
     column_type: Annotated[list[str] | None, typer.Option(help="COLUMN=TYPE overriding the inferred type.")] = None,
     force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
+    from polymodal.kinds.supervised.auto import recipe_for_table
+    from polymodal.predictor import read_data
+    from polymodal.storage import atomic_write_text
+
     if out_file.exists() and not force:
         raise PolymodalError(f"{out_file} exists; choose another --out or pass --force to replace it")
     frame, _ = read_data(table)

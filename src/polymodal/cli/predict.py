@@ -11,10 +11,8 @@ import typer
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from polymodal import api
 from polymodal.cli.render import err, out
 from polymodal.errors import PolymodalError
-from polymodal.kinds.supervised.batch import predict_table
 
 HELP = """Predict one example with a finished run, passing each input as --NAME VALUE (a tabular or series input
 as JSON); or every row of a table with --data, written to --out (one row per input row: the label and each
@@ -32,6 +30,8 @@ SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 def table(predictor: Any, data: Path, out_file: Path, on_error: str) -> None:
     """Every row of ``data`` into ``out_file``, with a progress line; bad rows reported one line each."""
+    from polymodal.kinds.supervised.batch import predict_table
+
     columns = (TextColumn("{task.description}"), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=err, transient=True) as bar:  # gone when done: errors stay one line
         task = bar.add_task(f"predicting {data.name}", info="")
@@ -90,6 +90,8 @@ def command(
         typer.Option(help="Where the model runs: auto, cpu, cuda, cuda:N or mps (default: the run's trainer.device)."),
     ] = None,
 ) -> None:
+    from polymodal import api
+
     predictor = api.load(run_dir, "predict", device)
     if data is not None:
         if out_file is None or ctx.args:

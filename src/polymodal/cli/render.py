@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -16,12 +16,22 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from polymodal.kinds.base import RunKind, kind_named
 from polymodal.training.progress import summary
+
+if TYPE_CHECKING:
+    from polymodal.kinds.base import RunKind
 
 out = Console()
 err = Console(stderr=True)
 SHOWN = {"val_accuracy": "val acc", "val_loss": "val loss"}  # how progress lines name the monitored numbers
+
+
+def kind_named(name: str) -> RunKind:
+    """The run kind ``name`` (:func:`polymodal.kinds.base.kind_named`), imported when a command first needs one:
+    the run kinds load torch, which ``polymodal --help`` does not need."""
+    from polymodal.kinds.base import kind_named as named
+
+    return named(name)
 
 
 def setup_logging(verbose: bool) -> None:

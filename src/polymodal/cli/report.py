@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from polymodal import api
 from polymodal.cli.evaluate import DataOption
 from polymodal.cli.render import out, setup_logging
 
@@ -34,6 +33,8 @@ def command(
     table: DataOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
+    from polymodal import api
+
     setup_logging(verbose)
     path = api.report(run_dir, split, benchmark_dir, out_file, table)
     out.print(f"report written: {path}", highlight=False)

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from polymodal import api
 from polymodal.cli.render import out
 
 HELP = """Generate images with a trained GAN run: one row of --n samples for a label or a caption.
@@ -27,5 +26,7 @@ def command(
     n: Annotated[int, typer.Option(min=1, max=1024, help="Number of images.")] = 16,
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
 ) -> None:
+    from polymodal import api
+
     path = api.sample_gan(run_dir, out_path, label, text, n, seed)
     out.print(f"wrote {n} images to {path}", highlight=False)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from polymodal import api
 from polymodal.cli.render import ProgressView, lines, out, setup_logging
 from polymodal.errors import PolymodalError
-from polymodal.kinds.base import RunKind, for_recipe, for_run
-from polymodal.runs import RunDir
-from polymodal.training import distributed
+
+if TYPE_CHECKING:
+    from polymodal.kinds.base import RunKind
 
 HELP = """Train a recipe (YAML path or built-in name) of any kind. With no recipe: the embedded AV-Digits demo.
 
@@ -46,6 +45,9 @@ def comparison(rows: list[dict]) -> Table:
 
 def resumed_kind(run_dir: Path | None) -> RunKind | None:
     """The kind of the run to resume, for its progress lines (None when the folder says nothing yet)."""
+    from polymodal.kinds.base import for_run
+    from polymodal.runs import RunDir
+
     try:
         return for_run(RunDir(run_dir)) if run_dir is not None else None
     except PolymodalError:
@@ -66,6 +68,11 @@ def command(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
+    from polymodal import api
+    from polymodal.kinds.base import for_recipe, for_run
+    from polymodal.runs import RunDir
+    from polymodal.training import distributed
+
     setup_logging(verbose)
     overrides = [*(set_ or []), *(["trainer.tensorboard=true"] if tensorboard else [])]
     main_rank = distributed.is_main_process()  # under torchrun only rank 0 logs, draws progress and prints
