@@ -17,7 +17,7 @@ from conftest import one_error_line, run_cli
 from polymodal import api
 from polymodal.config import parse_inputs
 from polymodal.data.targets import num_outputs
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, DataError
 from polymodal.kinds.base import VERBS, kind_named
 from polymodal.model import drop_modalities
 from polymodal.pretrain.base import build_encoders
@@ -247,11 +247,15 @@ def fitted(name: str, folder, n: int = 6):
 
 @pytest.mark.parametrize("name", MODALITIES.names())
 def test_modality_contract(name, tmp_path):
-    """Cells in, tensors of one shape and dtype out; what fit learnt round-trips through JSON (a run saves it);
-    augmentation and corruption keep the shape."""
+    """Cells in, tensors of one shape and dtype out; many cells at once (the first pass's chunks) give what each
+    gives alone, bit for bit, with an error in place of a bad cell; what fit learnt round-trips through JSON (a run
+    saves it); augmentation and corruption keep the shape."""
     transform, cells = fitted(name, tmp_path, 4)
     xs = [transform(c) for c in cells]
     assert len({tuple(x.shape) for x in xs}) == 1 and len({x.dtype for x in xs}) == 1
+    together = transform.many([*cells, str(tmp_path / "missing.file")] if transform.files else cells)
+    assert all(torch.equal(a, b) for a, b in zip(together, xs, strict=False))
+    assert not transform.files or isinstance(together[-1], DataError)
     assert all(torch.isfinite(x.float()).all() for x in xs)
     cls = MODALITIES.get(name).factory
     again = MODALITIES.build(name, getattr(cls, "EXAMPLE_CONFIG", {}))
