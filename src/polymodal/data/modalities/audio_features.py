@@ -3,7 +3,8 @@
 A 0.5 s recording's log-mel is ~50 frames, too little work for the dozen torch calls it takes, each ~10 us of
 overhead: computed one recording at a time the calls cost more than the arithmetic. Here the frames of every
 recording in a batch are cut from one buffer, windowed and transformed together, projected on the mel filters,
-cropped, normalised (CMVN) and padded in a handful of calls (0.05 ms per FSDD recording against 0.2 ms alone).
+cropped, normalised (CMVN) and padded in a handful of calls (0.11-0.14 ms per FSDD recording in chunks of 64,
+against 0.31 ms for ``torch.stft`` and the rest one recording at a time).
 
 A recording's features do not depend on the batch it is computed in, bit for bit, so a row decoded by the
 first pass's pool (in batches) equals one computed alone (a batch of one) when training reads it: the FFT is
@@ -117,14 +118,14 @@ class Spectrogram:
             counts.append(count)
             at += len(wave) + len(parts[-1])
         buffer = torch.from_numpy(np.concatenate(parts))
-        counts_ = np.array(counts)
-        item = np.repeat(np.arange(len(waves)), counts_)  # each kept frame's recording and position in it
-        t = np.arange(counts_.sum()) - np.repeat(np.cumsum(counts_) - counts_, counts_)
+        kept = np.array(counts)
+        item = np.repeat(np.arange(len(waves)), kept)  # each kept frame's recording and position in it
+        t = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
         feats = self.features(buffer.unfold(0, self.n_fft, self.hop)[torch.from_numpy(np.array(first)[item] + t)])
         finite = torch.ones(len(waves), dtype=torch.bool)
         finite[torch.from_numpy(item)[~torch.isfinite(feats).all(dim=1)]] = False
         b, where = len(waves), torch.from_numpy(item * m + t)
         out = torch.zeros(b * m, feats.shape[1]).index_copy_(0, where, feats).view(b, m, -1)
         after = torch.ones(b * m, 1, dtype=torch.bool).index_fill_(0, where, False).view(b, m, 1)
-        n = torch.from_numpy(counts_.astype(np.float32)).view(b, 1, 1)
+        n = torch.from_numpy(kept.astype(np.float32)).view(b, 1, 1)
         return self.finish(out, n, after), finite
