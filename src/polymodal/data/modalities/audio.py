@@ -80,6 +80,7 @@ def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.nd
 
 
 def nonfinite(value: Any) -> DataError:
+    """The error for a cell whose features came out NaN or inf (a waveform holding one)."""
     return DataError(f"audio {value if isinstance(value, str) else 'array'} produced NaN/inf features")
 
 
