@@ -300,3 +300,15 @@ def test_a_series_without_steps_is_one_data_error(cell, says):
     with pytest.raises(DataError) as e:  # main: AxisError and "array of sample points is empty" (fuzz campaign)
         t(cell if isinstance(cell, np.ndarray) else {**cell, "x": [1.0, 2.0]})
     assert says in one_line(e)
+
+
+@pytest.mark.parametrize("name", ["audio", "image", "timeseries", "video"])
+def test_a_missing_file_whose_name_holds_a_newline_is_one_line(name):
+    """Found by the fuzz campaign: a cell of '\\n' was quoted raw in 'file not found', breaking the one line."""
+    from polymodal.registry import MODALITIES
+
+    transform = MODALITIES.build(name, {})
+    for cell in ("\n", "clip\n7.wav", "a\rb.png"):
+        with pytest.raises(DataError) as e:
+            transform(cell)
+        assert "\n" not in str(e.value) and "\r" not in str(e.value) and "not found" in str(e.value)

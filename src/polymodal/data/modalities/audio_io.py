@@ -21,7 +21,7 @@ import soundfile as sf
 
 from polymodal.data.arrays import MAX_SECONDS
 from polymodal.data.modalities.base import file_cell
-from polymodal.errors import DataError
+from polymodal.errors import DataError, printable
 
 # Source files are accepted at 1 kHz to 384 kHz (the highest rate common audio interfaces record), and only their
 # first MAX_SECONDS are decoded, before any resampling: a header claiming 1 Hz would otherwise be resampled
@@ -77,7 +77,7 @@ def wav_layout(f: BinaryIO) -> WavLayout | None:
 def check_rate(path: Path, rate: int, sample_rate: int) -> None:
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise DataError(
-            f"audio file {path} declares a sample rate of {rate} Hz; polymodal reads {MIN_SAMPLE_RATE}-"
+            f"audio file {printable(path)} declares a sample rate of {rate} Hz; polymodal reads {MIN_SAMPLE_RATE}-"
             f"{MAX_SAMPLE_RATE} Hz files: re-encode it (e.g. ffmpeg -ar {sample_rate})"
         )
 
@@ -93,8 +93,8 @@ def read_wav(path: Path, sample_rate: int) -> tuple[np.ndarray, int] | None:
         present = os.fstat(f.fileno()).st_size - layout.data_at
         if layout.declared not in STREAMED and present < layout.declared:
             raise DataError(
-                f"audio file {path} is truncated: its data chunk declares {layout.declared} bytes but {present} are "
-                "present; copy the file again or drop its row"
+                f"audio file {printable(path)} is truncated: its data chunk declares {layout.declared} bytes but "
+                f"{present} are present; copy the file again or drop its row"
             )
         kind = PLAIN.get((layout.format, layout.bits))
         plain = kind is not None and layout.channels > 0 and layout.block == layout.channels * kind[0].itemsize
@@ -122,7 +122,9 @@ def read_soundfile(path: Path, sample_rate: int) -> tuple[np.ndarray, int]:
             check_rate(path, f.samplerate, sample_rate)
             return f.read(frames=MAX_SECONDS * f.samplerate, dtype="float32", always_2d=True), f.samplerate
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise DataError(f"cannot decode audio {path}: {exc}; check it is a WAV/FLAC/OGG file") from None
+        raise DataError(
+            f"cannot decode audio {printable(path)}: {printable(exc)}; check it is a WAV/FLAC/OGG file"
+        ) from None
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -137,7 +139,7 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     read = read_wav(path, sample_rate) if suffix == ".wav" else None
     wav, rate = read if read is not None else read_soundfile(path, sample_rate)
     if wav.shape[0] == 0:
-        raise DataError(f"audio file {path} has no samples; remove it from the table or re-record it")
+        raise DataError(f"audio file {printable(path)} has no samples; remove it from the table or re-record it")
     wav = wav[:, 0] if wav.shape[1] == 1 else wav.mean(axis=1)
     if rate != sample_rate:
         g = math.gcd(rate, sample_rate)

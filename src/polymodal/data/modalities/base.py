@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from polymodal.data.arrays import NPY_ERRORS  # noqa: F401  re-exported: what numpy raises on a damaged .npy
-from polymodal.errors import DataError, PolymodalError
+from polymodal.errors import DataError, PolymodalError, printable
 
 
 def file_cell(value: Any, what: str) -> Path:
@@ -40,7 +40,7 @@ def file_cell(value: Any, what: str) -> Path:
             return path
     except (OSError, ValueError):  # a NUL byte, a name longer than the file system allows
         raise DataError(f"{what} file name {str(value)[:80]!r} is not a usable path; fix the table's cell") from None
-    raise DataError(f"{what} file not found: {value}")
+    raise DataError(f"{what} file not found: {printable(value)}")  # a cell may hold a newline
 
 
 def number_array(value: np.ndarray, what: str, dtype: type = np.float32) -> np.ndarray:
