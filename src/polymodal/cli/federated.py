@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from polymodal.cli.render import ProgressView, lines, setup_logging
+from polymodal.cli.render import ProgressView, kind_named, lines, setup_logging
 
 HELP = """Simulate federated averaging (FedAvg) of a recipe over non-IID clients; test the global model.
 
@@ -35,7 +35,7 @@ def command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     from polymodal import api
-    from polymodal.kinds.base import kind_named, read_recipe
+    from polymodal.kinds.base import read_recipe
 
     setup_logging(verbose)
     given = {"clients": clients, "alpha": alpha, "rounds": rounds, "local_epochs": local_epochs, "fraction": fraction}

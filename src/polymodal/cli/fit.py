@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from polymodal.cli.render import ProgressView, lines, setup_logging
+from polymodal.cli.render import ProgressView, kind_named, lines, setup_logging
 from polymodal.errors import PolymodalError
 
 HELP = """Fit a model to a table (CSV/TSV/Parquet/JSONL): each column's type is inferred (image, audio, video
@@ -46,7 +46,6 @@ def command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: trainer.epochs=3.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    from polymodal.kinds.base import kind_named
     from polymodal.predictor import Predictor
 
     setup_logging(verbose)

@@ -188,8 +188,7 @@ def prefill(
     items = file_cells(columns, transforms, every_array=shard[1] == 1)[shard[0] :: shard[1]]
     if cache is None or not items:
         return 0
-    if len(items) < MIN_FILES_PER_WORKER * 2:
-        workers = 1  # too few to be worth starting processes: computed in this one
+    # Too few cells to be worth starting processes (fewer than 2 x MIN_FILES_PER_WORKER): computed in this one.
     workers = max(1, min(workers, len(items) // MIN_FILES_PER_WORKER))
     start = time.perf_counter()
     # Chunks of cells computed together (Transform.many), a few per process so that none waits long for the last.
